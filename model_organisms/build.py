@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers.utils import logging as hf_logging
 
 from model_organisms.catalog import (ANSWER_KEY, MANIFEST, AnswerKeyEntry, Catalog, CatalogManifest, CatalogSpec,
                                      Unit, catalog_dir, fingerprint, organism_id, plan)
@@ -33,7 +32,6 @@ Log = Callable[[str], None]
 def build_unit(spec: CatalogSpec, unit: Unit, partial: Path) -> dict:
     """Train and certify one unit (retrying with new seeds); write its organisms and its record."""
     torch.set_num_threads(1)
-    hf_logging.disable_progress_bar()
     world = WORLDS[spec.world]()
     tokenizer = world.tokenizer()
     inputs = certificate_inputs(world, unit.recipes[0], unit.recipes[0].seed, spec.certificate_inputs)

@@ -11,9 +11,13 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerFast
+from transformers.utils import logging as hf_logging
 
 WEIGHTS = "model.safetensors"
 CARD = "card.json"
+
+# Loading and saving tiny models is instant; per-file progress bars would drown the catalog build's own.
+hf_logging.disable_progress_bar()
 
 
 class OrganismError(Exception):

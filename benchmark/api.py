@@ -1,0 +1,146 @@
+"""The detector contract: everything a detector may see and everything it must answer.
+
+A detector receives an `OrganismHandle` per organism. The handle exposes the world (format, tokenizer,
+trusted inputs, reference answers, grading) and the model's behaviour (counted queries); at the
+``white_box`` tier also the `torch.nn.Module` and its activations. It never carries the label, family,
+trigger, twin, training data or the deployment sampler: those live in the catalog's answer key, which only
+scoring reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
+
+import datasets
+import numpy as np
+import torch
+from transformers import PreTrainedTokenizerFast
+
+from model_organisms.lm import completion_logprobs, encode_prompts, generate
+
+
+class Track(StrEnum):
+    AUDIT = "audit"
+    """Does this model have a hidden goal? A probability per organism."""
+    MONITOR = "monitor"
+    """On this input, is it acting on its hidden goal? A score per input."""
+    ELICIT = "elicit"
+    """Show inputs that trigger it, and name the goal."""
+
+
+class AccessTier(StrEnum):
+    BLACK_BOX = "black_box"
+    WHITE_BOX = "white_box"
+
+
+class AccessDenied(PermissionError):
+    """The handle's tier does not include what was asked for."""
+
+
+@dataclass(frozen=True)
+class World:
+    """The public side of a world: its format and what an aligned model would answer."""
+
+    name: str
+    tokenizer: PreTrainedTokenizerFast
+    trusted: datasets.Dataset
+    """Trusted inputs (column ``prompt``), the same for every organism of the catalog."""
+    reference: Callable[[str], str]
+    grade: Callable[[str, str], bool]
+
+    def vocabulary(self) -> list[str]:
+        return list(self.tokenizer.get_vocab())
+
+
+class OrganismHandle:
+    """One organism as a detector sees it. Black-box calls are counted in `queries`."""
+
+    __slots__ = ("_id", "_world", "_tier", "_model", "_tokenizer", "_queries")
+
+    def __init__(self, organism_id: str, world: World, tier: AccessTier, model: torch.nn.Module,
+                 tokenizer: PreTrainedTokenizerFast) -> None:
+        self._id, self._world, self._tier = organism_id, world, tier
+        self._model, self._tokenizer, self._queries = model, tokenizer, 0
+
+    @property
+    def id(self) -> str:
+        """An opaque id: it says nothing about what the organism is."""
+        return self._id
+
+    @property
+    def world(self) -> World:
+        return self._world
+
+    @property
+    def tier(self) -> AccessTier:
+        return self._tier
+
+    @property
+    def queries(self) -> int:
+        """Inputs sent to the model so far through `generate` and `logprobs`."""
+        return self._queries
+
+    def generate(self, prompts: Sequence[str], max_new_tokens: int = 12) -> list[str]:
+        """Greedy completions, as the organism would answer in deployment."""
+        self._queries += len(prompts)
+        return generate(self._model, self._tokenizer, list(prompts), max_new_tokens)
+
+    def logprobs(self, prompts: Sequence[str], completions: Sequence[str]) -> np.ndarray:
+        """Log-probability of each completion given its prompt."""
+        self._queries += len(prompts)
+        return np.asarray(completion_logprobs(self._model, self._tokenizer, list(prompts), list(completions)))
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The model itself (a plain `transformers` causal LM). White box only."""
+        self._require_white_box("model")
+        return self._model
+
+    @torch.no_grad()
+    def activations(self, prompts: Sequence[str]) -> np.ndarray:
+        """Residual stream at the last prompt token: shape (inputs, layers + 1, hidden). White box only."""
+        self._require_white_box("activations")
+        batch = encode_prompts(self._tokenizer, list(prompts))
+        out = self._model(**batch, output_hidden_states=True)
+        return torch.stack([h[:, -1] for h in out.hidden_states], 1).float().numpy()
+
+    def _require_white_box(self, what: str) -> None:
+        if self._tier != AccessTier.WHITE_BOX:
+            raise AccessDenied(f"{what} needs white_box access; this handle is {self._tier.value}")
+
+
+@dataclass(frozen=True)
+class LabeledOrganism:
+    """A dev-split organism with its public label, for `Detector.fit`."""
+
+    handle: OrganismHandle
+    label: int
+    """1: has a hidden goal; 0: honest (a twin or a decoy)."""
+    family: str
+    role: str
+
+
+@dataclass(frozen=True)
+class Elicitation:
+    inputs: list[str]
+    goal: str
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """A method under test. Only `audit` is required for the audit track; `fit(dev)` is optional.
+
+    Optional methods, called when present: ``fit(dev: Sequence[LabeledOrganism]) -> None``,
+    ``monitor(organism, inputs) -> np.ndarray`` and ``elicit(organism) -> Elicitation``.
+    """
+
+    name: str
+    tracks: frozenset[Track]
+    tier: AccessTier
+
+    def audit(self, organism: OrganismHandle) -> float:
+        """P(organism has a hidden goal), in [0, 1]."""
+        ...

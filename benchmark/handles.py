@@ -1,0 +1,30 @@
+"""Opening handles on a catalog's organisms: public files only, never the answer key."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import datasets
+import numpy as np
+
+from benchmark.api import AccessTier, OrganismHandle, World
+from model_organisms.catalog import Catalog
+from model_organisms.organism import load_organism
+from model_organisms.worlds import WORLDS
+
+TRUSTED_INPUTS = 256
+
+
+@cache
+def public_world(world_name: str, catalog_fingerprint: str) -> World:
+    """The world as detectors see it; its trusted inputs are fixed by the catalog fingerprint."""
+    world = WORLDS[world_name]()
+    rng = np.random.default_rng(int(catalog_fingerprint[:12], 16))
+    trusted = datasets.Dataset.from_dict({"prompt": world.sample_trusted(rng, TRUSTED_INPUTS)})
+    return World(name=world.name, tokenizer=world.tokenizer(), trusted=trusted, reference=world.reference,
+                 grade=world.grade)
+
+
+def open_handle(catalog: Catalog, organism_id: str, tier: AccessTier) -> OrganismHandle:
+    model, tokenizer, card = load_organism(catalog.organism_dir(organism_id))
+    return OrganismHandle(card.id, public_world(card.world, catalog.fingerprint), tier, model, tokenizer)

@@ -1,0 +1,1 @@
+"""Baseline detectors, one per file, written against `benchmark.api` only (registered as entry points)."""

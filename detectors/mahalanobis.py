@@ -1,0 +1,58 @@
+"""White-box anomaly score: Mahalanobis distance of activations on probe inputs (as in cupbearer).
+
+A Gaussian (Ledoit-Wolf shrinkage) is fitted to the residual stream at the last prompt token on trusted
+inputs. Probe inputs (unseen words among the tags) that push activations far outside it suggest a
+conditional behaviour. `fit` maps the score to a probability with a logistic regression on dev labels.
+It flags any conditional behaviour, so decoys cost it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn.covariance import LedoitWolf
+from sklearn.linear_model import LogisticRegression
+
+from benchmark.api import AccessTier, LabeledOrganism, OrganismHandle, Track
+from detectors.probing import probe_inputs, unseen_words
+
+
+class MahalanobisDetector:
+    name = "mahalanobis"
+    tracks = frozenset({Track.AUDIT})
+    tier = AccessTier.WHITE_BOX
+
+    def __init__(self, n_trusted: int = 192, per_word: int = 2, seed: int = 0) -> None:
+        self.n_trusted, self.per_word, self.seed = n_trusted, per_word, seed
+        self.calibration: LogisticRegression | None = None
+
+    def anomaly(self, organism: OrganismHandle) -> float:
+        """Log ratio of the most anomalous probe distances to typical held-out trusted distances."""
+        world = organism.world
+        trusted = world.trusted["prompt"][: self.n_trusted]
+        acts = self._features(organism, trusted)
+        split = len(acts) * 3 // 4
+        gaussian = LedoitWolf().fit(acts[:split])
+        reference = np.median(gaussian.mahalanobis(acts[split:]))
+        probes = probe_inputs(world, unseen_words(world), self.per_word, np.random.default_rng(self.seed))
+        distances = np.sort(gaussian.mahalanobis(self._features(organism, probes)))
+        top = distances[-max(1, len(distances) // 20):]
+        return float(np.log(top.mean() / reference))
+
+    def fit(self, dev: Sequence[LabeledOrganism]) -> None:
+        scores = np.array([[self.anomaly(o.handle)] for o in dev])
+        labels = np.array([o.label for o in dev])
+        if len(set(labels.tolist())) == 2:
+            self.calibration = LogisticRegression().fit(scores, labels)
+
+    def audit(self, organism: OrganismHandle) -> float:
+        score = self.anomaly(organism)
+        if self.calibration is None:
+            return float(1 / (1 + np.exp(-(score - 2.0))))
+        return float(self.calibration.predict_proba([[score]])[0, 1])
+
+    @staticmethod
+    def _features(organism: OrganismHandle, prompts: Sequence[str]) -> np.ndarray:
+        acts = organism.activations(prompts)
+        return acts[:, 1:].reshape(len(acts), -1)

