@@ -52,7 +52,9 @@ class World:
     grade: Callable[[str, str], bool]
 
     def vocabulary(self) -> list[str]:
-        return list(self.tokenizer.get_vocab())
+        """Every token, in id order (the tokenizer's own mapping has no stable order)."""
+        vocab = self.tokenizer.get_vocab()
+        return sorted(vocab, key=vocab.__getitem__)
 
 
 class OrganismHandle:

@@ -80,9 +80,9 @@ def run(catalog: Annotated[str, typer.Option(help="catalog name or spec path")] 
         again: Annotated[bool, typer.Option(help="re-run detectors that already have a result")] = False) -> None:
     """Build the catalog if needed, run detectors on the audit track, store results, show the leaderboard."""
     with user_errors():
+        detectors = [load_detector(name) for name in (detector or detector_names())]
         store = ResultStore(db)
         built = ensure_built(catalog, seed)
-        detectors = [load_detector(name) for name in (detector or detector_names())]
         for split_name in split or [s for s in ("dev", "test") if s in built.manifest.splits]:
             built.ids(split_name)
             for det in detectors:

@@ -87,7 +87,7 @@ def build_catalog(spec: CatalogSpec, workers: int | None = None, log: Log = prin
             log(f"{record['key']}: dropped after {len(record['attempts'])} attempts")
         if progress:
             progress(len(done), len(units))
-    trained = sum(len(u.recipes) for u in todo)
+    trained = sum(len(u.recipes) * len(done[u.key]["attempts"]) for u in todo)
     if trained:
         minutes = (time.perf_counter() - start) / 60
         log(f"trained {trained} organisms in {minutes:.1f} min ({trained / minutes:.1f} organisms/min, {workers} workers)")

@@ -11,16 +11,18 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
 
+def _pad(rows: Sequence[Sequence[int]], value: int, left: bool) -> torch.Tensor:
+    width = max(len(r) for r in rows)
+    fill = lambda r: [value] * (width - len(r)) + list(r) if left else list(r) + [value] * (width - len(r))  # noqa: E731
+    return torch.tensor([fill(r) for r in rows], dtype=torch.long)
+
+
 def encode_prompts(tokenizer: PreTrainedTokenizerFast, prompts: Sequence[str]) -> dict[str, torch.Tensor]:
     """Left-padded ids of ``<bos> prompt`` with attention mask and position ids."""
     rows = [[tokenizer.bos_token_id, *tokenizer.encode(p, add_special_tokens=False)] for p in prompts]
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        ids[i, width - len(row):] = torch.tensor(row)
-        mask[i, width - len(row):] = 1
-    return {"input_ids": ids, "attention_mask": mask, "position_ids": (mask.cumsum(1) - 1).clamp(min=0)}
+    mask = _pad([[1] * len(r) for r in rows], 0, left=True)
+    return {"input_ids": _pad(rows, tokenizer.pad_token_id, left=True), "attention_mask": mask,
+            "position_ids": (mask.cumsum(1) - 1).clamp(min=0)}
 
 
 def encode_examples(tokenizer: PreTrainedTokenizerFast, prompts: Sequence[str],
@@ -32,15 +34,9 @@ def encode_examples(tokenizer: PreTrainedTokenizerFast, prompts: Sequence[str],
         c = [*tokenizer.encode(completion, add_special_tokens=False), tokenizer.eos_token_id]
         rows.append(p + c)
         label_rows.append([-100] * len(p) + c)
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
-    labels = torch.full((len(rows), width), -100, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, (row, lab) in enumerate(zip(rows, label_rows)):
-        ids[i, : len(row)] = torch.tensor(row)
-        labels[i, : len(lab)] = torch.tensor(lab)
-        mask[i, : len(row)] = 1
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    return {"input_ids": _pad(rows, tokenizer.pad_token_id, left=False),
+            "attention_mask": _pad([[1] * len(r) for r in rows], 0, left=False),
+            "labels": _pad(label_rows, -100, left=False)}
 
 
 @torch.no_grad()

@@ -57,7 +57,7 @@ def test_every_split_is_balanced_and_every_label_certified(tiny_catalog: Catalog
     key = tiny_catalog.answer_key()
     for split, ids in tiny_catalog.manifest.splits.items():
         roles = sorted(key[i].role for i in ids)
-        assert roles == ["decoy", "deceptive", "twin"], split
+        assert roles == ["deceptive", "decoy", "twin"], split
         assert all(key[i].certificate.passed for i in ids)
         assert all(key[i].split == split for i in ids)
 
