@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,12 +15,18 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from benchmark.harness import evaluate
-from benchmark.registry import UnknownDetector, detector_names, load_detector, source_sha256
+from benchmark.api import Track
+from benchmark.executors import Executor, InProcess
+from benchmark.harness import catalog_ref, evaluate
+from benchmark.records import RunRecord
+from benchmark.registry import UnknownDetector, detector_names, load_detector, resolve
+from benchmark.sandbox import Limits, Sandboxed, SandboxError
+from leaderboard.server import make_server
+from leaderboard.site import write_site
 from leaderboard.store import ResultStore, StoreError
 from leaderboard.tables import leaderboard_rows, leaderboard_table
 from model_organisms.build import build_catalog
-from model_organisms.catalog import SEALED_SPLITS, Catalog, CatalogError, catalog_dir, load_spec
+from model_organisms.catalog import SEALED_SPLITS, Catalog, CatalogError, cache_root, catalog_dir, load_spec
 from model_organisms.organism import OrganismError
 
 app = typer.Typer(help="dab: the deceptive-alignment detection benchmark.", no_args_is_help=True,
@@ -41,7 +48,7 @@ def user_errors() -> Iterator[None]:
     """Bad input ends the command with one line that says what and where, and exit code 2."""
     try:
         yield
-    except (CatalogError, OrganismError, UnknownDetector, StoreError) as e:
+    except (CatalogError, OrganismError, UnknownDetector, StoreError, SandboxError) as e:
         errors.print(f"[bold red]dab:[/] {e}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
@@ -72,13 +79,32 @@ def build(name: CatalogArg = "quick", seed: SeedOpt = None,
         show_catalog(catalog)
 
 
+def _run(executor: Executor, catalog: Catalog, split: str, store: ResultStore, again: bool) -> RunRecord | None:
+    """Run one detector on one split unless that exact run is stored already; report failures."""
+    ref = catalog_ref(catalog, split)
+    if not again and store.has_run(executor.info, ref, Track.AUDIT):
+        console.print(f"{executor.info.name} on {catalog.name}/{split}: already in the leaderboard, skipped")
+        executor.close()
+        return None
+    with _progress() as bar:
+        task = bar.add_task(f"{executor.info.name} on {catalog.name}/{split}", total=None)
+        record = evaluate(executor, catalog, split, store,
+                          progress=lambda done, total: bar.update(task, completed=done, total=total))
+    if record.fit_error:
+        errors.print(f"{record.detector.name}: fit: {record.fit_error}", highlight=False)
+    for p in record.predictions:
+        if p.error:
+            errors.print(f"{record.detector.name}: organism {p.organism_id}: {p.error}", highlight=False)
+    return record
+
+
 @app.command()
 def run(catalog: Annotated[str, typer.Option(help="catalog name or spec path")] = "quick",
         detector: Annotated[list[str] | None, typer.Option(help="detector(s) to run (default: all baselines)")] = None,
         split: Annotated[list[str] | None, typer.Option(help="split(s) to run on")] = None,
         db: DbOpt = None, seed: SeedOpt = None,
         again: Annotated[bool, typer.Option(help="re-run detectors that already have a result")] = False) -> None:
-    """Build the catalog if needed, run detectors on the audit track, store results, show the leaderboard."""
+    """Build the catalog if needed, run the baselines on the audit track, store results, show the leaderboard."""
     with user_errors():
         detectors = [load_detector(name) for name in (detector or detector_names())]
         store = ResultStore(db)
@@ -86,32 +112,105 @@ def run(catalog: Annotated[str, typer.Option(help="catalog name or spec path")] 
         for split_name in split or [s for s in ("dev", "test") if s in built.manifest.splits]:
             built.ids(split_name)
             for det in detectors:
-                if not again and store.has_run(det.name, source_sha256(det), built.fingerprint, split_name,
-                                               "audit", det.tier.value):
-                    console.print(f"{det.name} on {built.name}/{split_name}: already in the leaderboard, skipped")
-                    continue
-                with _progress() as bar:
-                    task = bar.add_task(f"{det.name} on {built.name}/{split_name}", total=None)
-                    record = evaluate(det, built, split_name,
-                                      progress=lambda done, total: bar.update(task, completed=done, total=total))
-                store.add(record)
-                for p in record.predictions:
-                    if p.error:
-                        errors.print(f"{det.name}: organism {p.organism_id}: {p.error}", highlight=False)
+                _run(InProcess(det, built), built, split_name, store, again)
         console.print(leaderboard_table(leaderboard_rows(store.latest_runs())))
         console.print(f"results: {store.path}")
 
 
+DetectorArg = Annotated[str, typer.Argument(help="a .py file, a module path (pkg.mod[:Class]) or a registered name")]
+
+
+@app.command("evaluate")
+def evaluate_command(detector: DetectorArg, catalog: Annotated[str, typer.Option(help="catalog name or spec")] = "quick",
+                     split: Annotated[str, typer.Option(help="a public split")] = "dev", db: DbOpt = None,
+                     again: Annotated[bool, typer.Option(help="re-run even if this code already ran")] = False) -> None:
+    """Evaluate your detector on the public dev split, in this process (for local work)."""
+    with user_errors():
+        if split in SEALED_SPLITS:
+            raise CatalogError(f"split {split!r} is sealed: use `dab submit {detector} --catalog {catalog}`")
+        det = load_detector(detector)
+        store = ResultStore(db)
+        built = ensure_built(catalog)
+        record = _run(InProcess(det, built), built, split, store, again)
+        if record:
+            console.print(leaderboard_table(leaderboard_rows([record])))
+
+
+@app.command()
+def submit(detector: DetectorArg, catalog: Annotated[str, typer.Option(help="catalog name or spec")] = "quick",
+           split: Annotated[str, typer.Option(help="test, or holdout with --holdout")] = "test",
+           holdout: Annotated[bool, typer.Option(help="allow the holdout split")] = False,
+           per_day: Annotated[int, typer.Option(help="submissions per detector and split per 24 h",
+                                                envvar="DAB_SUBMISSIONS_PER_DAY")] = 3,
+           wall_seconds: Annotated[float, typer.Option(help="wall-time limit per organism")] = Limits.wall_seconds,
+           cpu_seconds: Annotated[float, typer.Option(help="CPU-time limit per organism")] = Limits.cpu_seconds,
+           memory_mb: Annotated[int, typer.Option(help="memory limit of the sandbox")] = Limits.memory_mb,
+           db: DbOpt = None) -> None:
+    """Run a detector on a sealed split inside the sandbox, with limits, and store the result."""
+    with user_errors():
+        if split not in SEALED_SPLITS:
+            raise CatalogError(f"`dab submit` is for sealed splits ({', '.join(SEALED_SPLITS)}); "
+                               f"use `dab evaluate` for {split!r}")
+        if split == "holdout" and not holdout:
+            raise CatalogError("the holdout split runs only with --holdout")
+        source = resolve(detector)
+        store = ResultStore(db)
+        built = ensure_built(catalog)
+        built.ids(split)
+        executor = Sandboxed(source, built, Limits(wall_seconds, cpu_seconds, memory_mb))
+        ref = catalog_ref(built, split)
+        if not store.is_pending(executor.info, ref, Track.AUDIT) and not store.has_run(executor.info, ref, Track.AUDIT):
+            try:
+                store.count_submission(executor.info.name, built.name, split, per_day)
+            except StoreError:
+                executor.close()
+                raise
+        record = _run(executor, built, split, store, again=False)
+        if record:
+            console.print(leaderboard_table(leaderboard_rows([record])))
+
+
+def local_catalogs(records: list[RunRecord]) -> list[Catalog]:
+    """The built catalogs behind these runs, where this machine has them (for organism cards)."""
+    found = []
+    for fingerprint in sorted({r.catalog.fingerprint for r in records}):
+        for directory in (cache_root() / "catalogs").glob(f"*-{fingerprint[:16]}"):
+            if (directory / "catalog.json").is_file():
+                found.append(Catalog(directory))
+    return found
+
+
 @app.command("leaderboard")
 def show_leaderboard(db: DbOpt = None,
-                     as_json: Annotated[bool, typer.Option("--json", help="print rows as JSON")] = False) -> None:
-    """Show the newest result of every detector on every catalog split."""
+                     as_json: Annotated[bool, typer.Option("--json", help="print rows as JSON")] = False,
+                     html: Annotated[Path | None, typer.Option(help="write the web site into this directory")] = None
+                     ) -> None:
+    """Show the newest result of every detector on every catalog split (terminal, JSON or web site)."""
     with user_errors():
-        rows = leaderboard_rows(ResultStore(db).latest_runs())
-        if as_json:
-            typer.echo(json.dumps(rows, indent=2))
+        records = ResultStore(db).latest_runs()
+        if html:
+            index = write_site(records, html, local_catalogs(records))
+            console.print(f"wrote {index}")
+        elif as_json:
+            typer.echo(json.dumps(leaderboard_rows(records), indent=2))
         else:
-            console.print(leaderboard_table(rows))
+            console.print(leaderboard_table(leaderboard_rows(records)))
+
+
+@app.command()
+def serve(db: DbOpt = None, port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 8000) -> None:
+    """Serve the leaderboard site and its JSON API (/api/leaderboard, /api/runs/ID) on localhost."""
+    with user_errors():
+        store = ResultStore(db)
+        records = store.latest_runs()
+        site = Path(tempfile.mkdtemp(prefix="dab-site-"))
+        write_site(records, site, local_catalogs(records))
+        server = make_server(site, store, port)
+        console.print(f"serving http://127.0.0.1:{server.server_port}/ (Ctrl-C stops)")
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
 
 
 @app.command("detectors")
@@ -154,3 +253,7 @@ def show_catalog(catalog: Catalog) -> None:
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

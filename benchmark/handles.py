@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import cache
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -25,6 +26,11 @@ def public_world(world_name: str, catalog_fingerprint: str) -> World:
                  grade=world.grade)
 
 
+def handle_at(directory: Path, catalog_fingerprint: str, tier: AccessTier) -> OrganismHandle:
+    """A handle from an organism directory alone (all a sandboxed detector gets to see)."""
+    model, tokenizer, card = load_organism(directory)
+    return OrganismHandle(card.id, public_world(card.world, catalog_fingerprint), tier, model, tokenizer)
+
+
 def open_handle(catalog: Catalog, organism_id: str, tier: AccessTier) -> OrganismHandle:
-    model, tokenizer, card = load_organism(catalog.organism_dir(organism_id))
-    return OrganismHandle(card.id, public_world(card.world, catalog.fingerprint), tier, model, tokenizer)
+    return handle_at(catalog.organism_dir(organism_id), catalog.fingerprint, tier)

@@ -27,10 +27,23 @@ class Prediction(BaseModel):
 
 
 class Metric(BaseModel):
+    """One number, keyed by structure (metric, family), never by a composed string."""
+
     model_config = ConfigDict(extra="forbid")
     metric: str
+    family: str | None = None
+    """None: the whole split; else deceptive organisms of this family against all honest ones."""
     value: float | None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    """95% bootstrap interval, resampling organism groups (a deceptive organism with its twin is one)."""
     higher_is_better: bool
+
+
+class Curve(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    fpr: list[float]
+    tpr: list[float]
 
 
 class DetectorInfo(BaseModel):
@@ -45,6 +58,7 @@ class CatalogRef(BaseModel):
     name: str
     fingerprint: str
     split: str
+    world: str = "assistant"
 
 
 class RunRecord(BaseModel):
@@ -60,10 +74,15 @@ class RunRecord(BaseModel):
     total_seconds: float
     predictions: list[Prediction]
     metrics: list[Metric]
+    roc: Curve | None = None
     versions: dict[str, str] = Field(default_factory=dict)
 
-    def metric(self, name: str) -> float | None:
-        return next((m.value for m in self.metrics if m.metric == name), None)
+    def metric(self, name: str, family: str | None = None) -> float | None:
+        return next((m.value for m in self.metrics if m.metric == name and m.family == family), None)
+
+    def interval(self, name: str) -> tuple[float | None, float | None]:
+        found = next((m for m in self.metrics if m.metric == name and m.family is None), None)
+        return (found.ci_low, found.ci_high) if found else (None, None)
 
 
 def package_versions() -> dict[str, str]:

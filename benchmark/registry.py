@@ -1,39 +1,140 @@
-"""Finding detectors by name: entry points in the group ``dab.detectors`` (the baselines register there too)."""
+"""Finding detectors: a Python file, a module path, or an entry point of the group ``dab.detectors``.
+
+The baselines register as entry points too. Whatever the source, the contract is checked before anything
+runs, and what is missing is named.
+"""
 
 from __future__ import annotations
 
 import difflib
 import hashlib
+import importlib
+import importlib.util
 import inspect
+import sys
+from dataclasses import dataclass
 from importlib.metadata import entry_points
+from pathlib import Path
 
-from benchmark.api import Detector
+from benchmark.api import AccessTier, Detector, Track
 
 GROUP = "dab.detectors"
 
 
 class UnknownDetector(LookupError):
-    pass
+    """No detector by that name, path or module, or it breaks the contract."""
+
+
+@dataclass(frozen=True)
+class DetectorSource:
+    """Where a detector comes from: enough to load it again in another process (the sandbox)."""
+
+    kind: str
+    """``file``, ``module`` or ``entry_point``."""
+    target: str
+    """The file path, ``module[:Class]``, or entry-point name."""
+
+    def paths(self) -> list[Path]:
+        """Files and directories the detector's code lives in (mounted read-only in the sandbox)."""
+        if self.kind == "file":
+            return [Path(self.target.split(":")[0]).resolve()]
+        module = self.target.split(":")[0] if self.kind == "module" else _entry_point(self.target).module
+        spec = importlib.util.find_spec(module.split(".")[0])
+        if spec is None or spec.origin is None:
+            return []
+        origin = Path(spec.origin)
+        return [origin.parent if origin.name == "__init__.py" else origin]
 
 
 def detector_names() -> list[str]:
-    return sorted(ep.name for ep in entry_points(group=GROUP))
+    return sorted({ep.name for ep in entry_points(group=GROUP)})
 
 
-def load_detector(name: str) -> Detector:
-    """Instantiate a registered detector; an unknown name gets suggestions."""
+def _entry_point(name: str):
     found = [ep for ep in entry_points(group=GROUP) if ep.name == name]
     if not found:
         names = detector_names()
         close = difflib.get_close_matches(name, names, n=3)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         raise UnknownDetector(f"unknown detector {name!r}.{hint} Available: {', '.join(names) or 'none'}")
-    if len(found) > 1:
+    if len({ep.value for ep in found}) > 1:
         raise UnknownDetector(f"detector name {name!r} is registered twice: {', '.join(ep.value for ep in found)}")
-    detector = found[0].load()()
-    if not isinstance(detector, Detector):
-        raise TypeError(f"detector {name!r} ({found[0].value}) lacks name, tracks, tier or audit")
-    return detector
+    return found[0]
+
+
+def resolve(spec: str) -> DetectorSource:
+    """``path/to/file.py[:Class]``, ``package.module[:Class]`` or a registered name."""
+    path = spec.split(":")[0]
+    if path.endswith(".py"):
+        if not Path(path).is_file():
+            raise UnknownDetector(f"detector file {path} not found")
+        return DetectorSource("file", str(Path(path).resolve()) + spec[len(path):])
+    if "." in path or ":" in spec:
+        return DetectorSource("module", spec)
+    _entry_point(spec)
+    return DetectorSource("entry_point", spec)
+
+
+def _detector_classes(module: object, where: str, class_name: str | None) -> type:
+    if class_name:
+        if not hasattr(module, class_name):
+            raise UnknownDetector(f"{where} has no {class_name!r}")
+        return getattr(module, class_name)
+    candidates = [obj for obj in vars(module).values() if inspect.isclass(obj)
+                  and obj.__module__ == getattr(module, "__name__", None) and hasattr(obj, "audit")]
+    if len(candidates) != 1:
+        found = ", ".join(c.__name__ for c in candidates) or "none"
+        raise UnknownDetector(f"{where} must define exactly one detector class (a class with `audit`; found: "
+                              f"{found}); name one with {where}:ClassName")
+    return candidates[0]
+
+
+def instantiate(source: DetectorSource) -> Detector:
+    """Import and construct the detector, then check it against the contract."""
+    if source.kind == "entry_point":
+        ep = _entry_point(source.target)
+        where, factory = f"entry point {source.target!r} ({ep.value})", ep.load()
+    else:
+        target, _, class_name = source.target.partition(":")
+        if source.kind == "file":
+            name = f"dab_submission_{hashlib.sha256(target.encode()).hexdigest()[:8]}"
+            spec = importlib.util.spec_from_file_location(name, target)
+            module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+            sys.modules[name] = module
+            spec.loader.exec_module(module)  # type: ignore[union-attr]
+            where = target
+        else:
+            try:
+                module = importlib.import_module(target)
+            except ImportError as e:
+                raise UnknownDetector(f"cannot import detector module {target!r}: {e}") from None
+            where = target
+        factory = _detector_classes(module, where, class_name or None)
+    return check_contract(factory(), where)
+
+
+def check_contract(detector: object, where: str) -> Detector:
+    """One line naming everything the detector lacks."""
+    problems = []
+    if not isinstance(getattr(detector, "name", None), str) or not getattr(detector, "name", ""):
+        problems.append("a `name` string")
+    tracks = getattr(detector, "tracks", None)
+    if not isinstance(tracks, (set, frozenset)) or not tracks or not all(isinstance(t, Track) for t in tracks):
+        problems.append("`tracks`, a non-empty set of benchmark.api.Track")
+    if not isinstance(getattr(detector, "tier", None), AccessTier):
+        problems.append("`tier`, a benchmark.api.AccessTier")
+    if not callable(getattr(detector, "audit", None)):
+        problems.append("an `audit(organism) -> float` method")
+    fit = getattr(detector, "fit", None)
+    if fit is not None and not callable(fit):
+        problems.append("`fit` must be a method")
+    if problems:
+        raise UnknownDetector(f"detector from {where} breaks the contract: it needs {'; '.join(problems)}")
+    return detector  # type: ignore[return-value]
+
+
+def load_detector(spec: str) -> Detector:
+    return instantiate(resolve(spec))
 
 
 def source_sha256(detector: Detector) -> str:

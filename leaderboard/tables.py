@@ -10,27 +10,36 @@ COLUMNS = ("auroc", "cross_entropy", "brier", "accuracy")
 
 
 def leaderboard_rows(records: list[RunRecord]) -> list[dict]:
-    """One row per run, best AUROC first within each catalog split."""
-    rows = [{"detector": r.detector.name, "tier": r.detector.tier.value, "track": r.track.value,
-             "catalog": r.catalog.name, "fingerprint": r.catalog.fingerprint[:12], "split": r.catalog.split,
-             **{m: r.metric(m) for m in COLUMNS},
-             "failures": sum(p.error is not None for p in r.predictions), "organisms": len(r.predictions),
-             "runtime_s": round(r.total_seconds, 2), "run_id": r.run_id}
-            for r in records]
-    return sorted(rows, key=lambda row: (row["catalog"], row["split"], row["track"], -(row["auroc"] or 0)))
+    """One row per run, best AUROC first within each catalog split, track and tier."""
+    rows = []
+    for r in records:
+        low, high = r.interval("auroc")
+        rows.append({
+            "detector": r.detector.name, "tier": r.detector.tier.value, "track": r.track.value,
+            "catalog": r.catalog.name, "fingerprint": r.catalog.fingerprint[:12], "world": r.catalog.world,
+            "split": r.catalog.split, **{m: r.metric(m) for m in COLUMNS}, "auroc_ci_low": low, "auroc_ci_high": high,
+            "failures": sum(p.error is not None for p in r.predictions), "organisms": len(r.predictions),
+            "queries": sum(p.queries for p in r.predictions), "runtime_s": round(r.total_seconds, 2),
+            "date": r.started_at.date().isoformat(), "source_sha256": r.detector.source_sha256, "run_id": r.run_id})
+    return sorted(rows, key=lambda row: (row["catalog"], row["split"], row["track"], row["tier"], -(row["auroc"] or 0)))
 
 
-def _fmt(value: float | None) -> str:
+def fmt(value: float | None) -> str:
     return "—" if value is None else f"{value:.3f}"
 
 
+def fmt_interval(low: float | None, high: float | None) -> str:
+    return "" if low is None or high is None else f"[{low:.2f}, {high:.2f}]"
+
+
 def leaderboard_table(rows: list[dict]) -> Table:
-    table = Table(title="dab leaderboard (audit track)")
-    for column in ("detector", "tier", "catalog", "split", "AUROC ↑", "CE ↓", "Brier ↓", "acc ↑", "failed",
-                   "runtime"):
+    table = Table(title="dab leaderboard (audit track; AUROC with 95% bootstrap interval over organism groups)")
+    for column in ("detector", "tier", "catalog", "split", "AUROC ↑", "95% CI", "CE ↓", "Brier ↓", "acc ↑",
+                   "failed", "runtime"):
         table.add_column(column, justify="left" if column in ("detector", "tier", "catalog", "split") else "right")
     for row in rows:
         table.add_row(row["detector"], row["tier"], f"{row['catalog']} {row['fingerprint'][:8]}", row["split"],
-                      *(_fmt(row[m]) for m in COLUMNS), f"{row['failures']}/{row['organisms']}",
+                      fmt(row["auroc"]), fmt_interval(row["auroc_ci_low"], row["auroc_ci_high"]),
+                      *(fmt(row[m]) for m in COLUMNS[1:]), f"{row['failures']}/{row['organisms']}",
                       f"{row['runtime_s']:.1f}s")
     return table

@@ -6,9 +6,14 @@ import numpy as np
 import pytest
 
 from benchmark.api import AccessTier, LabeledOrganism, OrganismHandle, Track
-from benchmark.harness import evaluate
+from benchmark.executors import InProcess
+from benchmark.harness import evaluate as run_split
 from benchmark.registry import detector_names, load_detector
 from model_organisms.catalog import Catalog
+
+
+def evaluate(detector, catalog: Catalog, split: str):
+    return run_split(InProcess(detector, catalog), catalog, split)
 
 
 class Oracle:

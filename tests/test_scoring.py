@@ -1,8 +1,10 @@
 import numpy as np
 import pytest
 
-from benchmark.harness import BadAnswer, check_probability
-from benchmark.scoring import AUDIT_METRICS
+from benchmark.executors import BadAnswer, check_probability
+from sklearn.metrics import accuracy_score, brier_score_loss, log_loss, roc_auc_score
+
+from benchmark.scoring import AUDIT_METRICS, bootstrap_interval, group_resamples
 
 METRICS = {m.name: m for m in AUDIT_METRICS}
 
@@ -32,3 +34,41 @@ def test_garbage_answers_are_refused(answer: object) -> None:
 def test_numpy_scalars_are_accepted() -> None:
     assert check_probability(np.float32(0.25)) == 0.25
     assert check_probability(np.array(0.75)) == 0.75
+
+
+def test_every_metric_matches_scikit_learn_with_and_without_weights() -> None:
+    rng = np.random.default_rng(0)
+    reference = {"auroc": roc_auc_score, "cross_entropy": log_loss, "brier": brier_score_loss,
+                 "accuracy": lambda y, s, sample_weight: accuracy_score(y, s >= 0.5, sample_weight=sample_weight)}
+    for _ in range(20):
+        scores = np.clip(np.round(rng.random(15), 1), 0.05, 0.95)  # ties, which AUROC must count as halves
+        labels = rng.permutation([1] * 5 + [0] * 10)
+        weights = rng.integers(0, 3, size=(1, 15)).astype(float)
+        weights[0, [np.flatnonzero(labels)[0], np.flatnonzero(labels == 0)[0]]] += 1
+        for name, ref in reference.items():
+            assert METRICS[name].fn(scores, labels) == pytest.approx(ref(labels, scores, sample_weight=None))
+            assert METRICS[name].weighted(scores, labels, weights)[0] == pytest.approx(
+                ref(labels, scores, sample_weight=weights[0]))
+
+
+def test_the_bootstrap_keeps_twins_together() -> None:
+    groups = np.array(["a", "a", "b", "b", "c"])
+    counts = group_resamples(groups, seed=1, resamples=200)
+    assert np.array_equal(counts[:, 0], counts[:, 1]) and np.array_equal(counts[:, 2], counts[:, 3])
+    assert set(counts.sum(1)) <= {3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0}
+    assert counts[:, 4].max() >= 2  # a group can be drawn more than once
+
+
+def test_intervals_contain_the_estimate_and_shrink_with_more_groups() -> None:
+    rng = np.random.default_rng(3)
+    auroc = METRICS["auroc"]
+
+    def width(n_groups: int) -> float:
+        labels = np.tile([1, 0, 0], n_groups)
+        scores = np.clip(labels * 0.3 + rng.random(len(labels)) * 0.7, 0, 1)
+        groups = np.repeat(np.arange(n_groups), 3)
+        low, high = bootstrap_interval(auroc, scores, labels, groups)
+        assert low <= auroc.fn(scores, labels) <= high
+        return high - low
+
+    assert width(60) < width(6)

@@ -28,8 +28,9 @@ def test_a_run_round_trips_through_sqlite(tmp_path: Path) -> None:
     store.add(record)
     reopened = ResultStore(tmp_path / "r.sqlite")
     assert reopened.get("run1") == record
-    assert reopened.has_run("probe", "ab" * 32, "f" * 64, "test", "audit", "white_box")
-    assert not reopened.has_run("probe", "cd" * 32, "f" * 64, "test", "audit", "white_box")
+    assert reopened.has_run(record.detector, record.catalog, Track.AUDIT)
+    other_code = record.detector.model_copy(update={"source_sha256": "cd" * 32})
+    assert not reopened.has_run(other_code, record.catalog, Track.AUDIT)
     with sqlite3.connect(tmp_path / "r.sqlite") as db:  # numbers are stored as numbers
         assert db.execute("SELECT typeof(value), value FROM metrics WHERE metric = 'auroc'").fetchone() == ("real", 0.75)
 
@@ -65,3 +66,40 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
         db.execute("PRAGMA user_version = 99")
     with pytest.raises(StoreError, match="newer"):
         ResultStore(path)
+
+
+def test_two_writers_at_once_lose_no_row(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    path = tmp_path / "r.sqlite"
+    ResultStore(path)
+    code = (
+        "import sys; sys.path.insert(0, {tests!r}); from test_store import make_record; "
+        "from leaderboard.store import ResultStore; s = ResultStore({path!r}); "
+        "[s.add(make_record(f'{{sys.argv[1]}}-{{i}}', i / 40)) for i in range(40)]"
+    ).format(tests=str(Path(__file__).parent), path=str(path))
+    writers = [subprocess.Popen([sys.executable, "-c", code, name]) for name in ("a", "b")]
+    assert [w.wait(timeout=120) for w in writers] == [0, 0]
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 80
+        assert db.execute("SELECT COUNT(*) FROM metrics WHERE metric = 'auroc'").fetchone()[0] == 80
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    store = ResultStore(path)
+    assert store.get("a-39").metric("auroc") == 39 / 40 and store.get("b-0").metric("auroc") == 0
+
+
+def test_a_version_1_database_migrates_forward_keeping_its_runs(tmp_path: Path) -> None:
+    from leaderboard.store import MIGRATIONS, SCHEMA_VERSION
+    path = tmp_path / "old.sqlite"
+    record = make_record("old-run", 0.7)
+    with sqlite3.connect(path) as db:
+        db.executescript(MIGRATIONS[0])
+        db.execute("PRAGMA user_version = 1")
+        db.execute("INSERT INTO runs VALUES (?, 'probe', ?, 'white_box', 'audit', 'tiny', ?, 'test', ?, 2.0, ?)",
+                   ("old-run", "ab" * 32, "f" * 64, record.started_at.isoformat(), record.model_dump_json()))
+        db.execute("INSERT INTO metrics VALUES ('old-run', 'auroc', 0.7)")
+    store = ResultStore(path)
+    assert store.get("old-run") == record
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert db.execute("SELECT metric, family, value FROM metrics").fetchall() == [("auroc", "", 0.7)]

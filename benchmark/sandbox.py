@@ -1,0 +1,269 @@
+"""The sandbox: untrusted detectors run in a separate process that can reach nothing it should not.
+
+Isolation is bubblewrap (Linux namespaces): no network (a private network namespace), a private PID
+namespace, a root filesystem that holds only the system's and Python's files read-only, the detector's own
+code, the organism files read-only, and one writable scratch directory. The answer key, the results
+database, the catalog cache and the user's home are never mounted. Resources are limited with cgroups
+(processes, memory) and per-organism budgets of wall time and CPU time that the parent enforces, killing
+the whole sandbox when one is exceeded; the next organism gets a fresh sandbox.
+
+Where bubblewrap or the cgroup controllers are missing, `sandbox_unavailable` says why, and sealed-split
+runs are refused rather than run unprotected.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmark.executors import DevOrganism
+from benchmark.records import DetectorInfo, Prediction
+from benchmark.registry import DetectorSource, UnknownDetector
+from model_organisms.catalog import Catalog
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+CONTROLLERS = ("pids", "memory", "cpuacct")
+PROJECT_PACKAGES = ("benchmark", "model_organisms", "detectors", "leaderboard")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-organism budgets (fit gets the same budget once)."""
+
+    wall_seconds: float = 300.0
+    cpu_seconds: float = 300.0
+    memory_mb: int = 4096
+    processes: int = 64
+
+
+class SandboxError(Exception):
+    pass
+
+
+def sandbox_unavailable() -> str | None:
+    """Why the sandbox cannot run here, or None when it can."""
+    if shutil.which("bwrap") is None:
+        return "bubblewrap (bwrap) is not installed (Debian: apt-get install bubblewrap)"
+    probe = subprocess.run(["bwrap", "--ro-bind", "/", "/", "--unshare-all", "--die-with-parent", "true"],
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        return f"bubblewrap cannot create namespaces here: {probe.stderr.strip()}"
+    for controller in CONTROLLERS:
+        base = CGROUP_ROOT / controller
+        try:
+            probe_dir = base / f"dab-probe-{uuid.uuid4().hex[:8]}"
+            probe_dir.mkdir()
+            probe_dir.rmdir()
+        except OSError as e:
+            return f"cannot create a {controller} cgroup under {base} ({e.strerror}); run as root on cgroup v1"
+    return None
+
+
+class _Cgroup:
+    """One cgroup per sandbox in each controller (cgroup v1 layout)."""
+
+    def __init__(self, limits: Limits) -> None:
+        name = f"dab-{uuid.uuid4().hex[:12]}"
+        self.dirs = {c: CGROUP_ROOT / c / name for c in CONTROLLERS}
+        for d in self.dirs.values():
+            d.mkdir()
+        (self.dirs["pids"] / "pids.max").write_text(str(limits.processes))
+        memory = str(limits.memory_mb * 2**20)
+        (self.dirs["memory"] / "memory.limit_in_bytes").write_text(memory)
+        swap_limit = self.dirs["memory"] / "memory.memsw.limit_in_bytes"
+        if swap_limit.exists():
+            swap_limit.write_text(memory)
+
+    def enter(self) -> None:
+        """Called in the child before exec: everything it starts stays inside."""
+        for d in self.dirs.values():
+            (d / "cgroup.procs").write_text(str(os.getpid()))
+
+    def cpu_seconds(self) -> float:
+        return int((self.dirs["cpuacct"] / "cpuacct.usage").read_text()) / 1e9
+
+    def hit_memory_limit(self) -> bool:
+        memory = self.dirs["memory"]
+        counters = [memory / "memory.failcnt", memory / "memory.memsw.failcnt"]
+        if any(int(c.read_text()) > 0 for c in counters if c.exists()):
+            return True
+        oom = dict(line.split() for line in (memory / "memory.oom_control").read_text().splitlines())
+        return int(oom.get("oom_kill", 0)) > 0
+
+    def hit_process_limit(self) -> bool:
+        events = (self.dirs["pids"] / "pids.events").read_text()
+        return any(line.split()[1] != "0" for line in events.splitlines() if line.startswith("max"))
+
+    def kill_all(self) -> None:
+        for _ in range(50):
+            pids = [int(p) for p in (self.dirs["pids"] / "cgroup.procs").read_text().split()]
+            if not pids:
+                return
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.05)
+
+    def remove(self) -> None:
+        self.kill_all()
+        for d in self.dirs.values():
+            for _ in range(50):
+                try:
+                    d.rmdir()
+                    break
+                except OSError:
+                    time.sleep(0.05)
+
+
+def _python_roots() -> list[Path]:
+    """What the interpreter needs: its installation, the venv, and the project's packages."""
+    roots = {Path(sys.base_prefix), Path(sys.prefix), Path(sys.executable).resolve().parent.parent}
+    for package in PROJECT_PACKAGES:
+        module = sys.modules.get(package) or __import__(package)
+        roots.update(Path(p) for p in module.__path__)
+    return sorted(r for r in roots if r.exists())
+
+
+def bwrap_command(scratch: Path, readable: Sequence[Path], argv: Sequence[str], threads: int) -> list[str]:
+    cmd = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--clearenv",
+           "--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"]
+    for link in ("/lib", "/lib64", "/bin", "/sbin"):
+        cmd += ["--ro-bind-try", link, link]
+    cmd += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    for path in [*_python_roots(), *readable]:
+        cmd += ["--ro-bind", str(path), str(path)]
+    cmd += ["--bind", str(scratch), str(scratch), "--chdir", str(scratch), "--remount-ro", "/"]
+    env = {"HOME": str(scratch), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HF_HUB_OFFLINE": "1",
+           "TRANSFORMERS_OFFLINE": "1", "HF_HOME": str(scratch / "hf"), "OMP_NUM_THREADS": str(threads),
+           "MPLCONFIGDIR": str(scratch / "mpl"), "PYTHONDONTWRITEBYTECODE": "1"}
+    for name, value in env.items():
+        cmd += ["--setenv", name, value]
+    return [*cmd, *argv]
+
+
+class Sandboxed:
+    """Executor that runs a submitted detector in the sandbox, one JSON message per line.
+
+    A worker serves organisms one after another; when an organism breaks a limit, the parent kills the
+    worker's whole cgroup, records what happened, and starts a fresh worker (fitted again) for the rest.
+    """
+
+    def __init__(self, source: DetectorSource, catalog: Catalog, limits: Limits = Limits(), threads: int = 1) -> None:
+        reason = sandbox_unavailable()
+        if reason:
+            raise SandboxError(f"the sandbox is unavailable, so sealed splits are refused: {reason}")
+        self.source, self.catalog, self.limits, self.threads = source, catalog, limits, threads
+        self._proc: subprocess.Popen | None = None
+        self._cgroup: _Cgroup | None = None
+        self._dev: list[DevOrganism] = []
+        self.scratch = Path(tempfile.mkdtemp(prefix="dab-sandbox-"))
+        try:
+            hello = self._start()
+        except BaseException:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            raise
+        self.info = DetectorInfo(name=hello["name"], source_sha256=hello["source_sha256"], tier=hello["tier"])
+
+    def _start(self) -> dict:
+        organisms = self.catalog.directory / "organisms"
+        job = {"source": {"kind": self.source.kind, "target": self.source.target},
+               "fingerprint": self.catalog.fingerprint, "organisms": str(organisms)}
+        argv = [sys.executable, "-m", "benchmark.sandbox_worker", json.dumps(job)]
+        self._cgroup = _Cgroup(self.limits)
+        command = bwrap_command(self.scratch, [organisms, *self.source.paths()], argv, self.threads)
+        self._proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                      preexec_fn=self._cgroup.enter, text=True, bufsize=1)
+        hello = self._call({"cmd": "hello"})
+        if "error" in hello:
+            self._stop()
+            raise UnknownDetector(hello["error"])
+        return hello
+
+    def _stop(self) -> None:
+        if self._cgroup:
+            self._cgroup.remove()
+        if self._proc:
+            self._proc.kill()
+            self._proc.wait()
+        self._proc, self._cgroup = None, None
+
+    def _call(self, message: dict) -> dict:
+        """Send one request; wait for the answer within the limits, or kill the sandbox and say why."""
+        assert self._proc and self._cgroup and self._proc.stdin and self._proc.stdout
+        cpu_start, start = self._cgroup.cpu_seconds(), time.monotonic()
+        try:
+            self._proc.stdin.write(json.dumps(message) + "\n")
+            self._proc.stdin.flush()
+        except BrokenPipeError:
+            pass
+        while True:
+            ready, _, _ = select.select([self._proc.stdout], [], [], 0.1)
+            if ready:
+                line = self._proc.stdout.readline()
+                if line:
+                    return json.loads(line)
+                return {"error": self._death_cause()}
+            if time.monotonic() - start > self.limits.wall_seconds:
+                return self._kill(f"timed out: exceeded the wall-time limit of {self.limits.wall_seconds:g} s")
+            if self._cgroup.cpu_seconds() - cpu_start > self.limits.cpu_seconds:
+                return self._kill(f"exceeded the CPU-time limit of {self.limits.cpu_seconds:g} s")
+
+    def _death_cause(self) -> str:
+        assert self._proc and self._cgroup
+        code = self._proc.wait()
+        if self._cgroup.hit_memory_limit():
+            cause = f"killed: exceeded the memory limit of {self.limits.memory_mb} MiB"
+        else:
+            cause = f"the sandboxed process died (exit code {code})"
+        self._stop()
+        return cause
+
+    def _kill(self, why: str) -> dict:
+        assert self._cgroup
+        if self._cgroup.hit_process_limit():
+            why += f" (after hitting the limit of {self.limits.processes} processes)"
+        self._stop()
+        return {"error": why}
+
+    def fit(self, dev: Sequence[DevOrganism]) -> str | None:
+        """Fit once; a fit that fails is not repeated, and the detector runs unfitted (as in process)."""
+        self._dev = list(dev)
+        if not self._dev:
+            return None
+        if self._proc is None:
+            self._start()
+        error = self._call({"cmd": "fit", "dev": [vars(o) for o in self._dev]}).get("error")
+        if error:
+            self._dev = []
+        return error
+
+    def audit(self, organism_id: str) -> Prediction:
+        start = time.monotonic()
+        reply: dict = {}
+        if self._proc is None:  # the previous organism broke a limit: a fresh sandbox, fitted again
+            self._start()
+            if self._dev:
+                reply = self._call({"cmd": "fit", "dev": [vars(o) for o in self._dev]})
+        if "error" not in reply:
+            reply = self._call({"cmd": "audit", "id": organism_id})
+        if "prediction" in reply:
+            return Prediction.model_validate(reply["prediction"])
+        return Prediction(organism_id=organism_id, score=None, error=reply["error"],
+                          seconds=time.monotonic() - start, queries=0)
+
+    def close(self) -> None:
+        self._stop()
+        shutil.rmtree(self.scratch, ignore_errors=True)

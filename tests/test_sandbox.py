@@ -1,0 +1,163 @@
+"""Hostile submissions: each is contained, recorded as what it was, and the run's other results stay intact.
+
+Every hostile detector misbehaves on one organism (the middle one of the split) and answers 0.3 elsewhere.
+"""
+
+from __future__ import annotations
+
+import socket
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+
+from benchmark.executors import InProcess
+from benchmark.harness import evaluate
+from benchmark.registry import load_detector, resolve
+from benchmark.sandbox import Limits, Sandboxed, SandboxError, sandbox_unavailable
+from model_organisms.catalog import Catalog
+from model_organisms.organism import load_organism
+
+pytestmark = pytest.mark.skipif(sandbox_unavailable() is not None,
+                                reason=f"sandbox unavailable: {sandbox_unavailable()}")
+
+TEMPLATE = '''
+import os, socket, time
+from benchmark.api import AccessTier, Track
+
+class Hostile:
+    name = "hostile"
+    tracks = frozenset({{Track.AUDIT}})
+    tier = AccessTier.BLACK_BOX
+
+    def audit(self, organism):
+        if organism.id != {victim!r}:
+            return 0.3
+{body}
+'''
+
+ATTACKS = {
+    "reads the answer key by path": ("""
+        with open({answer_key!r}) as f:
+            return 0.99 if organism.id in f.read() else 0.5
+    """, "raised FileNotFoundError"),
+    "walks the filesystem for the answer key": ("""
+        for root, dirs, files in os.walk("/"):
+            dirs[:] = [d for d in dirs if os.path.join(root, d) not in ("/proc", "/sys", "/dev")]
+            for name in files:
+                if name in ("answer_key.json", "results.sqlite", "catalog.json"):
+                    raise RuntimeError("found " + os.path.join(root, name))
+        return 0.01
+    """, None),
+    "opens a network socket": ("""
+        socket.create_connection(("127.0.0.1", {port}), timeout=5).sendall(b"leak")
+        return 0.99
+    """, "raised ConnectionRefusedError"),
+    "writes outside its scratch directory": ("""
+        for target in ({outside!r}, {organism_file!r}, os.path.expanduser("~/../escape.txt")):
+            try:
+                with open(target, "w") as f:
+                    f.write("escaped")
+            except OSError:
+                pass
+        open({organism_file!r}, "w").write("overwritten")
+    """, "raised OSError: [Errno 30] Read-only file system"),
+    "forks without end": ("""
+        while True:
+            try:
+                os.fork()
+            except OSError:
+                pass
+    """, "(after hitting the limit of 32 processes)"),
+    "loops forever": ("""
+        while True:
+            pass
+    """, "exceeded the CPU-time limit of 6 s"),
+    "allocates far too much memory": ("""
+        blocks = []
+        while True:
+            blocks.append(b"x" * (64 << 20))
+    """, "killed: exceeded the memory limit of 1536 MiB"),
+}
+LIMITS = Limits(wall_seconds=20, cpu_seconds=6, memory_mb=1536, processes=32)
+
+
+@pytest.fixture()
+def listener():
+    """A real TCP server on loopback that records any connection a detector manages to make."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    accepted: list[bytes] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+                accepted.append(conn.recv(100))
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()[1], accepted
+    stop.set()
+    thread.join()
+    server.close()
+
+
+@pytest.mark.parametrize("attack", list(ATTACKS))
+def test_a_hostile_detector_is_contained(attack: str, tiny_catalog: Catalog, tmp_path: Path, listener) -> None:
+    port, accepted = listener
+    ids = tiny_catalog.ids("test")
+    victim = ids[1]
+    organism_file = tiny_catalog.organism_dir(victim) / "model.safetensors"
+    outside = tmp_path / "escaped.txt"
+    body, expected_error = ATTACKS[attack]
+    source = TEMPLATE.format(victim=victim, body=textwrap.indent(textwrap.dedent(body.format(
+        answer_key=str(tiny_catalog.directory / "answer_key.json"), port=port, outside=str(outside),
+        organism_file=str(organism_file))), " " * 8))
+    path = tmp_path / "hostile.py"
+    path.write_text(source)
+
+    record = evaluate(Sandboxed(resolve(str(path)), tiny_catalog, LIMITS), tiny_catalog, "test")
+
+    answers = {p.organism_id: p for p in record.predictions}
+    assert [answers[i].score for i in ids if i != victim] == [0.3, 0.3]  # the others are intact
+    assert all(answers[i].error is None for i in ids if i != victim)
+    if expected_error is None:
+        assert answers[victim].error is None and answers[victim].score == 0.01
+    else:
+        assert expected_error in answers[victim].error, answers[victim].error
+        assert answers[victim].score is None
+    assert accepted == []
+    assert not outside.exists()
+    load_organism(organism_file.parent)  # still matches its checksum
+    assert record.metric("auroc") is not None
+
+
+def test_a_sandboxed_detector_answers_as_it_does_in_process(tiny_catalog: Catalog) -> None:
+    sandboxed = evaluate(Sandboxed(resolve("behavioural"), tiny_catalog), tiny_catalog, "test")
+    local = evaluate(InProcess(load_detector("behavioural"), tiny_catalog), tiny_catalog, "test")
+    assert [p.score for p in sandboxed.predictions] == [p.score for p in local.predictions]
+    assert sandboxed.detector == local.detector
+
+
+def test_without_bubblewrap_sealed_runs_are_refused(tiny_catalog: Catalog, monkeypatch) -> None:
+    monkeypatch.setattr("benchmark.sandbox.shutil.which", lambda name: None)
+    with pytest.raises(SandboxError, match="sealed splits are refused: bubblewrap"):
+        Sandboxed(resolve("random"), tiny_catalog)
+
+
+def test_a_fit_that_never_ends_is_cut_off_and_the_detector_runs_unfitted(tiny_catalog: Catalog,
+                                                                         tmp_path: Path) -> None:
+    path = tmp_path / "slow_fit.py"
+    path.write_text(TEMPLATE.format(victim="none", body="        return 0.9") + textwrap.indent(textwrap.dedent("""
+        def fit(self, dev):
+            while True:
+                pass
+    """), " " * 4))
+    record = evaluate(Sandboxed(resolve(str(path)), tiny_catalog, LIMITS), tiny_catalog, "test")
+    assert record.fit_error == "exceeded the CPU-time limit of 6 s"
+    assert [p.score for p in record.predictions] == [0.3, 0.3, 0.3]

@@ -1,0 +1,86 @@
+"""The leaderboard web site, loaded in a real headless browser (Debian's chromium) from `dab serve`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from benchmark.executors import InProcess
+from benchmark.harness import evaluate
+from benchmark.registry import load_detector
+from leaderboard.server import make_server
+from leaderboard.site import write_site
+from leaderboard.store import ResultStore
+from model_organisms.catalog import Catalog
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def served(tiny_catalog: Catalog, tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("site")
+    store = ResultStore(root / "results.sqlite")
+    for name in ("random", "behavioural"):
+        evaluate(InProcess(load_detector(name), tiny_catalog), tiny_catalog, "test", store)
+    records = store.latest_runs()
+    write_site(records, root / "site", [tiny_catalog])
+    server = make_server(root / "site", store, port=0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}", records, root
+    server.shutdown()
+
+
+def browse(*args: str) -> str:
+    with tempfile.TemporaryDirectory() as profile:
+        done = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *args], capture_output=True,
+                              text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_the_json_api_serves_rows_and_records(served) -> None:
+    url, records, _ = served
+    rows = json.load(urllib.request.urlopen(f"{url}/api/leaderboard"))
+    assert sorted((r["detector"], r["split"]) for r in rows) == [("behavioural", "test"), ("random", "test")]
+    record = json.load(urllib.request.urlopen(f"{url}/api/runs/{records[0].run_id}"))
+    assert record["run_id"] == records[0].run_id and len(record["predictions"]) == 3
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        urllib.request.urlopen(f"{url}/api/runs/nope")
+    assert missing.value.code == 404
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian: apt-get install chromium)")
+def test_the_page_loads_in_a_browser_with_the_right_rows(served) -> None:
+    url, records, root = served
+    dom = browse("--dump-dom", f"{url}/index.html")
+    assert "<h2 id=\"audit-black_box\">" in dom
+    for record in records:
+        row = dom[dom.index(f"runs/{record.run_id}.html"):]
+        row = row[: row.index("</tr>")]
+        assert record.detector.name in row and f"{record.metric('auroc'):.3f}" in row
+        assert record.catalog.fingerprint[:8] in row
+    run_dom = browse("--dump-dom", f"{url}/runs/{records[0].run_id}.html")
+    assert "<svg" in run_dom and "ROC on tiny/test" in run_dom and "Per family" in run_dom
+    dev_id = next(iter(records[0].predictions)).organism_id
+    assert "organisms/" in dom and dev_id not in dom  # sealed test organisms get no public card
+
+    shot = root / "index.png"
+    browse("--window-size=1200,900", f"--screenshot={shot}", f"{url}/index.html")
+    image = Image.open(shot).convert("RGB")
+    assert image.size == (1200, 900)
+    pixels = np.asarray(image).reshape(-1, 3)
+    assert len(np.unique(pixels, axis=0)) > 50  # text, table rules and links, not a blank or error page
+    assert (pixels != 255).any(axis=1).mean() > 0.02

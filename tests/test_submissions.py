@@ -1,0 +1,118 @@
+"""Submitting detectors: contract checks, quotas, the holdout flag, and runs that survive being killed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from benchmark.cli import app
+from benchmark.sandbox import sandbox_unavailable
+from leaderboard.store import ResultStore
+from model_organisms.catalog import Catalog
+
+runner = CliRunner()
+
+KILLER = '''
+import os, signal
+from pathlib import Path
+from benchmark.api import AccessTier, Track
+
+LOG, MARK, VICTIM = Path({log!r}), Path({mark!r}), {victim!r}
+
+class Killer:
+    """Answers 0.4; the first time it meets VICTIM it kills the whole harness process."""
+    name = "killer"
+    tracks = frozenset({{Track.AUDIT}})
+    tier = AccessTier.BLACK_BOX
+
+    def audit(self, organism):
+        with LOG.open("a") as f:
+            f.write(organism.id + "\\n")
+        if organism.id == VICTIM and not MARK.exists():
+            MARK.touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return 0.4
+'''
+
+PLAIN = '''
+from benchmark.api import AccessTier, Track
+
+class Plain:
+    name = "plain"
+    tracks = frozenset({Track.AUDIT})
+    tier = AccessTier.BLACK_BOX
+
+    def audit(self, organism):
+        return 0.5 + VERSION
+
+VERSION = 0.0
+'''
+
+
+def dab(*args: str, cwd: Path, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "benchmark.cli", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_a_killed_run_resumes_without_losing_or_repeating_anything(tiny_catalog: Catalog, cache_dir: Path,
+                                                                     tmp_path: Path) -> None:
+    ids = tiny_catalog.ids("dev")
+    log, db = tmp_path / "audited.txt", tmp_path / "results.sqlite"
+    detector = tmp_path / "killer.py"
+    detector.write_text(KILLER.format(log=str(log), mark=str(tmp_path / "killed"), victim=ids[2]))
+    env = {**os.environ, "DAB_CACHE_DIR": str(cache_dir), "DAB_DB": str(db)}
+    first = dab("evaluate", str(detector), "--catalog", "tiny", "--split", "dev", cwd=tmp_path, env=env)
+    assert first.returncode == -9
+    assert log.read_text().split() == ids  # the kill came while auditing the third organism
+    assert ResultStore(db).latest_runs() == []
+
+    second = dab("evaluate", str(detector), "--catalog", "tiny", "--split", "dev", cwd=tmp_path, env=env)
+    assert second.returncode == 0, second.stderr
+    assert log.read_text().split() == [*ids, ids[2]]  # only the unfinished organism ran again
+    [record] = ResultStore(db).latest_runs()
+    assert [p.organism_id for p in record.predictions] == ids
+    assert [p.score for p in record.predictions] == [0.4, 0.4, 0.4]
+
+
+def test_a_detector_that_breaks_the_contract_is_named(tmp_path: Path, db_path: Path, tiny_catalog: Catalog) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text("class Bad:\n    name = 'bad'\n    def audit(self, organism):\n        return 0.5\n")
+    result = runner.invoke(app, ["evaluate", str(bad), "--catalog", "tiny"])
+    assert result.exit_code == 2
+    assert "breaks the contract: it needs `tracks`, a non-empty set of benchmark.api.Track; `tier`" in result.output
+    result = runner.invoke(app, ["evaluate", str(tmp_path / "missing.py"), "--catalog", "tiny"])
+    assert result.exit_code == 2 and "not found" in result.output
+    result = runner.invoke(app, ["evaluate", "detectors.random_baseline", "--catalog", "tiny", "--split", "test"])
+    assert result.exit_code == 2 and "sealed: use `dab submit" in result.output
+
+
+def test_a_module_path_and_an_entry_point_name_both_load(tiny_catalog: Catalog, db_path: Path) -> None:
+    for spec in ("detectors.random_baseline:RandomDetector", "random"):
+        result = runner.invoke(app, ["evaluate", spec, "--catalog", "tiny", "--again"])
+        assert result.exit_code == 0, result.output
+    assert len(ResultStore(db_path).latest_runs()) == 1  # the same code: one leaderboard entry
+
+
+@pytest.mark.skipif(sandbox_unavailable() is not None, reason=f"sandbox unavailable: {sandbox_unavailable()}")
+def test_sealed_splits_take_limited_submissions_and_holdout_needs_a_flag(tiny_catalog: Catalog, tmp_path: Path,
+                                                                         db_path: Path) -> None:
+    detector = tmp_path / "plain.py"
+    detector.write_text(PLAIN)
+    args = ["submit", str(detector), "--catalog", "tiny", "--per-day", "1"]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert "already in the leaderboard" in runner.invoke(app, args).output  # same code: skipped, not counted
+    detector.write_text(PLAIN.replace("VERSION = 0.0", "VERSION = 0.1"))
+    refused = runner.invoke(app, args)
+    assert refused.exit_code == 2 and "has used its 1 submissions to tiny/test" in refused.output
+    assert [r.predictions[0].score for r in ResultStore(db_path).latest_runs()] == [0.5]
+    holdout = runner.invoke(app, ["submit", str(detector), "--catalog", "tiny", "--split", "holdout"])
+    assert holdout.exit_code == 2 and "only with --holdout" in holdout.output
+    rows = json.loads(runner.invoke(app, ["leaderboard", "--json"]).output)
+    assert [(r["detector"], r["split"]) for r in rows] == [("plain", "test")]
