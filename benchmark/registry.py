@@ -34,16 +34,36 @@ class DetectorSource:
     target: str
     """The file path, ``module[:Class]``, or entry-point name."""
 
+    def _module(self) -> str:
+        return self.target.split(":")[0] if self.kind == "module" else _entry_point(self.target).module
+
+    def module_file(self) -> Path:
+        """The file defining the detector, found without importing (so without running) any of its code."""
+        if self.kind == "file":
+            return Path(self.target.split(":")[0]).resolve()
+        top, *rest = self._module().split(".")
+        spec = importlib.util.find_spec(top)
+        if spec is None or spec.origin is None:
+            raise UnknownDetector(f"cannot find detector module {self._module()!r}")
+        path = Path(spec.origin)
+        for part in rest:
+            base = path.parent / part
+            path = base / "__init__.py" if (base / "__init__.py").is_file() else base.with_suffix(".py")
+        if not path.is_file():
+            raise UnknownDetector(f"cannot find the file of detector module {self._module()!r}")
+        return path
+
     def paths(self) -> list[Path]:
         """Files and directories the detector's code lives in (mounted read-only in the sandbox)."""
         if self.kind == "file":
-            return [Path(self.target.split(":")[0]).resolve()]
-        module = self.target.split(":")[0] if self.kind == "module" else _entry_point(self.target).module
-        spec = importlib.util.find_spec(module.split(".")[0])
-        if spec is None or spec.origin is None:
-            return []
-        origin = Path(spec.origin)
+            return [self.module_file()]
+        spec = importlib.util.find_spec(self._module().split(".")[0])
+        origin = Path(spec.origin) if spec and spec.origin else self.module_file()
         return [origin.parent if origin.name == "__init__.py" else origin]
+
+    def sha256(self) -> str:
+        """The same hash `source_sha256` gives the loaded detector, computed from the file alone."""
+        return hashlib.sha256(self.module_file().read_text().encode()).hexdigest()
 
 
 def detector_names() -> list[str]:

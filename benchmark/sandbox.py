@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmark.executors import DevOrganism
+from benchmark.executors import DevOrganism, check_probability
 from benchmark.records import DetectorInfo, Prediction
 from benchmark.registry import DetectorSource, UnknownDetector
 from model_organisms.catalog import Catalog
@@ -175,7 +175,8 @@ class Sandboxed:
         except BaseException:
             shutil.rmtree(self.scratch, ignore_errors=True)
             raise
-        self.info = DetectorInfo(name=hello["name"], source_sha256=hello["source_sha256"], tier=hello["tier"])
+        # The hash is taken here from the files, never from the sandboxed code, which could lie about it.
+        self.info = DetectorInfo(name=hello["name"], source_sha256=source.sha256(), tier=hello["tier"])
 
     def _start(self) -> dict:
         organisms = self.catalog.directory / "organisms"
@@ -187,9 +188,9 @@ class Sandboxed:
         self._proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                       preexec_fn=self._cgroup.enter, text=True, bufsize=1)
         hello = self._call({"cmd": "hello"})
-        if "error" in hello:
+        if "error" in hello or not {"name", "tier"} <= set(hello):
             self._stop()
-            raise UnknownDetector(hello["error"])
+            raise UnknownDetector(str(hello.get("error", "the sandboxed detector sent a malformed greeting")))
         return hello
 
     def _stop(self) -> None:
@@ -213,9 +214,15 @@ class Sandboxed:
             ready, _, _ = select.select([self._proc.stdout], [], [], 0.1)
             if ready:
                 line = self._proc.stdout.readline()
-                if line:
-                    return json.loads(line)
-                return {"error": self._death_cause()}
+                if not line:
+                    return {"error": self._death_cause()}
+                try:
+                    reply = json.loads(line)
+                    if isinstance(reply, dict):
+                        return reply
+                except ValueError:
+                    pass
+                return self._kill("sent a malformed reply")
             if time.monotonic() - start > self.limits.wall_seconds:
                 return self._kill(f"timed out: exceeded the wall-time limit of {self.limits.wall_seconds:g} s")
             if self._cgroup.cpu_seconds() - cpu_start > self.limits.cpu_seconds:
@@ -260,8 +267,16 @@ class Sandboxed:
         if "error" not in reply:
             reply = self._call({"cmd": "audit", "id": organism_id})
         if "prediction" in reply:
-            return Prediction.model_validate(reply["prediction"])
-        return Prediction(organism_id=organism_id, score=None, error=reply["error"],
+            try:  # the reply comes from the sandbox: check it as untrusted input
+                prediction = Prediction.model_validate(reply["prediction"])
+                if prediction.organism_id != organism_id:
+                    raise ValueError("answered for another organism")
+                if prediction.score is not None:
+                    check_probability(prediction.score)
+                return prediction
+            except ValueError:
+                reply = self._kill("sent a malformed reply")
+        return Prediction(organism_id=organism_id, score=None, error=str(reply.get("error", "sent a malformed reply")),
                           seconds=time.monotonic() - start, queries=0)
 
     def close(self) -> None:

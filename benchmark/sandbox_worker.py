@@ -13,7 +13,7 @@ from pathlib import Path
 from benchmark.api import LabeledOrganism
 from benchmark.executors import audit_organism, describe, fit_detector
 from benchmark.handles import handle_at
-from benchmark.registry import DetectorSource, instantiate, source_sha256
+from benchmark.registry import DetectorSource, instantiate
 
 
 def serve(job: dict, requests, replies) -> None:
@@ -32,7 +32,7 @@ def serve(job: dict, requests, replies) -> None:
         if request["cmd"] == "hello":
             try:
                 detector = instantiate(DetectorSource(**job["source"]))
-                reply({"name": detector.name, "tier": detector.tier.value, "source_sha256": source_sha256(detector)})
+                reply({"name": detector.name, "tier": detector.tier.value})
             except Exception as e:  # noqa: BLE001 - reported to the parent as a contract failure
                 reply({"error": f"cannot load detector: {describe(e)}"})
         elif request["cmd"] == "fit":

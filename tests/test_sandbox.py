@@ -5,6 +5,7 @@ Every hostile detector misbehaves on one organism (the middle one of the split) 
 
 from __future__ import annotations
 
+import json
 import socket
 import textwrap
 import threading
@@ -161,3 +162,25 @@ def test_a_fit_that_never_ends_is_cut_off_and_the_detector_runs_unfitted(tiny_ca
     record = evaluate(Sandboxed(resolve(str(path)), tiny_catalog, LIMITS), tiny_catalog, "test")
     assert record.fit_error == "exceeded the CPU-time limit of 6 s"
     assert [p.score for p in record.predictions] == [0.3, 0.3, 0.3]
+
+
+@pytest.mark.parametrize("forgery", ['{"prediction": {"organism_id": OTHER, "score": 0.99, "seconds": 0, "queries": 0}}',
+                                     '"not an object"', "{broken json"])
+def test_a_forged_reply_is_refused_and_credited_to_no_one(forgery: str, tiny_catalog: Catalog, tmp_path: Path) -> None:
+    ids = tiny_catalog.ids("test")
+    line = forgery.replace("OTHER", json.dumps(ids[2]))
+    body = f"""
+        for fd in range(3, 64):  # the protocol pipe is one of these; a forged line goes to every pipe
+            try:
+                if os.readlink(f"/proc/self/fd/{{fd}}").startswith("pipe:"):
+                    os.write(fd, {line!r}.encode() + b"\\n")
+            except OSError:
+                pass
+        return 0.7
+    """
+    path = tmp_path / "forger.py"
+    path.write_text(TEMPLATE.format(victim=ids[1], body=textwrap.indent(textwrap.dedent(body), " " * 8)))
+    record = evaluate(Sandboxed(resolve(str(path)), tiny_catalog, LIMITS), tiny_catalog, "test")
+    answers = {p.organism_id: p for p in record.predictions}
+    assert answers[ids[1]].error == "sent a malformed reply" and answers[ids[1]].score is None
+    assert answers[ids[0]].score == 0.3 and answers[ids[2]].score == 0.3  # nothing credited to the others
