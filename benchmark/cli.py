@@ -28,7 +28,8 @@ from leaderboard.site import write_site
 from leaderboard.store import ResultStore, StoreError
 from leaderboard.tables import leaderboard_rows, leaderboard_table
 from model_organisms.build import build_catalog
-from model_organisms.catalog import SEALED_SPLITS, Catalog, CatalogError, cache_root, catalog_dir, load_spec
+from model_organisms.catalog import (SEALED_SPLITS, Catalog, CatalogError, cache_root, catalog_dir, load_spec,
+                                     open_catalog)
 from model_organisms.organism import OrganismError
 
 app = typer.Typer(help="dab: the deceptive-alignment detection benchmark.", no_args_is_help=True,
@@ -237,7 +238,7 @@ def list_detectors() -> None:
 def catalog_show(name: CatalogArg = "quick", seed: SeedOpt = None) -> None:
     """Counts and certificate summary per split; sealed splits show nothing that leaks a label."""
     with user_errors():
-        show_catalog(Catalog(catalog_dir(load_spec(name, seed))))
+        show_catalog(open_catalog(name, seed))
 
 
 @catalog_app.command("audit-shortcuts")
@@ -245,7 +246,7 @@ def catalog_audit_shortcuts(name: CatalogArg = "quick", seed: SeedOpt = None,
                             top: Annotated[int, typer.Option(help="features shown per split")] = 8) -> None:
     """Rerun the shortcut gate: trivial detectors must not separate the labels (exit 1 if one does)."""
     with user_errors():
-        catalog = Catalog(catalog_dir(load_spec(name, seed)))
+        catalog = open_catalog(name, seed)
         report = audit_shortcuts(catalog)
     table = Table(title=f"shortcut gate of {catalog.name} {catalog.fingerprint[:12]}: AUROC of trivial detectors "
                         f"(fails when the corrected lower bound exceeds {SHORTCUT_THRESHOLD:.2f})")
