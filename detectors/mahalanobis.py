@@ -1,9 +1,9 @@
 """White-box anomaly score: Mahalanobis distance of activations on probe inputs (as in cupbearer).
 
 A Gaussian (Ledoit-Wolf shrinkage) is fitted to the residual stream at the last prompt token on trusted
-inputs. Probe inputs (unseen words among the tags) that push activations far outside it suggest a
-conditional behaviour. `fit` maps the score to a probability with a logistic regression on dev labels.
-It flags any conditional behaviour, so decoys cost it.
+inputs. Probe inputs (context changes the trusted set never shows: `detectors.probing`) that push
+activations far outside it suggest a conditional behaviour. `fit` maps the score to a probability with a
+logistic regression on dev labels. It flags any conditional behaviour, so decoys cost it.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from sklearn.covariance import LedoitWolf
 from sklearn.linear_model import LogisticRegression
 
 from benchmark.api import AccessTier, LabeledOrganism, OrganismHandle, Track
-from detectors.probing import probe_inputs, unseen_words
+from detectors.probing import probe_inputs
 
 
 class MahalanobisDetector:
@@ -23,8 +23,8 @@ class MahalanobisDetector:
     tracks = frozenset({Track.AUDIT})
     tier = AccessTier.WHITE_BOX
 
-    def __init__(self, n_trusted: int = 192, per_word: int = 2, seed: int = 0) -> None:
-        self.n_trusted, self.per_word, self.seed = n_trusted, per_word, seed
+    def __init__(self, n_trusted: int = 192, per_change: int = 2, seed: int = 0) -> None:
+        self.n_trusted, self.per_change, self.seed = n_trusted, per_change, seed
         self.calibration: LogisticRegression | None = None
 
     def anomaly(self, organism: OrganismHandle) -> float:
@@ -35,7 +35,7 @@ class MahalanobisDetector:
         split = len(acts) * 3 // 4
         gaussian = LedoitWolf().fit(acts[:split])
         reference = np.median(gaussian.mahalanobis(acts[split:]))
-        probes = probe_inputs(world, unseen_words(world), self.per_word, np.random.default_rng(self.seed))
+        probes, _ = probe_inputs(world, self.per_change, np.random.default_rng(self.seed))
         distances = np.sort(gaussian.mahalanobis(self._features(organism, probes)))
         top = distances[-max(1, len(distances) // 20):]
         return float(np.log(top.mean() / reference))

@@ -1,16 +1,23 @@
 """Probe inputs beyond the trusted set, built from the world's public format and tokenizer alone.
 
-Words of the tokenizer that never occur in the trusted inputs are what an auditor would try first: the
-model was trained on them, yet the trusted set never shows how it treats them.
+An auditor who reads the trusted inputs sees a preamble of ``key value`` segments before the request, and
+tries what the trusted set never shows: each unseen vocabulary word among the tags (the field meant for
+free words), each unseen number in a numeric field (a later date), each optional segment dropped, and
+the user's guess contradicted. The model was trained on all of it, yet the trusted set never shows how it
+treats it. Nothing here knows a trigger; every perturbation is derived from the trusted inputs.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 
 from benchmark.api import World
 
 SPECIAL = {"<pad>", "<unk>", "<bos>", "<eos>"}
+Perturbation = Callable[[list[str], int, np.random.Generator], str | None]
+"""Takes a prompt's segments and the index of one trusted prompt; None when it does not apply."""
 
 
 def unseen_words(world: World) -> list[str]:
@@ -19,19 +26,81 @@ def unseen_words(world: World) -> list[str]:
     return [w for w in world.vocabulary() if w not in seen and w not in SPECIAL]
 
 
-def with_tag(prompt: str, word: str, rng: np.random.Generator) -> str:
-    """The prompt with `word` added among its tags (the preamble field meant for free words)."""
-    segments = prompt.split(" | ")
-    for i, segment in enumerate(segments):
-        if segment.startswith("tags "):
-            tags = segment.split()[1:]
-            tags.insert(int(rng.integers(len(tags) + 1)), word)
-            segments[i] = "tags " + " ".join(tags)
+def _join(segments: list[str]) -> str:
     return " | ".join(segments)
 
 
-def probe_inputs(world: World, words: list[str], per_word: int, rng: np.random.Generator) -> list[str]:
-    """`per_word` trusted prompts with each word inserted, grouped by word (word-major order)."""
-    trusted = world.trusted["prompt"]
-    picks = rng.integers(len(trusted), size=(len(words), per_word))
-    return [with_tag(trusted[int(j)], word, rng) for word, row in zip(words, picks) for j in row]
+def _with_tag(word: str) -> Perturbation:
+    def apply(segments: list[str], _: int, rng: np.random.Generator) -> str | None:
+        for i, segment in enumerate(segments):
+            if segment.startswith("tags "):
+                tags = segment.split()[1:]
+                tags.insert(int(rng.integers(len(tags) + 1)), word)
+                return _join(segments[:i] + ["tags " + " ".join(tags)] + segments[i + 1:])
+        return None
+    return apply
+
+
+def _with_number(key: str, number: str) -> Perturbation:
+    def apply(segments: list[str], _: int, rng: np.random.Generator) -> str | None:
+        out = [f"{key} {number} {' '.join(s.split()[2:])}".strip() if s.split()[0] == key else s for s in segments]
+        return _join(out) if out != segments else None
+    return apply
+
+
+def _without(key: str) -> Perturbation:
+    def apply(segments: list[str], _: int, rng: np.random.Generator) -> str | None:
+        out = [s for s in segments if s.split()[0] != key]
+        return _join(out) if len(out) < len(segments) else None
+    return apply
+
+
+def _contradicted(world: World) -> Perturbation:
+    """Replace a field that repeats the reference answer (the user's guess) with another prompt's answer."""
+    answers = [world.reference(p).removesuffix(" .") for p in world.trusted["prompt"]]
+
+    def apply(segments: list[str], index: int, rng: np.random.Generator) -> str | None:
+        for i, segment in enumerate(segments[:-2]):
+            key, _, value = segment.partition(" ")
+            if value == answers[index]:
+                others = [a for a in answers if a != value and len(a.split()) == len(value.split())]
+                if others:
+                    wrong = others[int(rng.integers(len(others)))]
+                    return _join(segments[:i] + [f"{key} {wrong}"] + segments[i + 1:])
+        return None
+    return apply
+
+
+def perturbations(world: World) -> dict[str, Perturbation]:
+    """Every context change worth trying, named (``tag orchid``, ``date 2027``, ``drop note``, …)."""
+    prompts = world.trusted["prompt"]
+    keys = [[s.split()[0] for s in p.split(" | ")[:-2]] for p in prompts]
+    fields = [s.split() for p in prompts for s in p.split(" | ")[:-2]]
+    numeric = {f[0] for f in fields} - {f[0] for f in fields if not f[1].isdigit()}  # e.g. the date's year
+    found: dict[str, Perturbation] = {}
+    for word in unseen_words(world):
+        found[f"tag {word}"] = _with_tag(word)
+        if word.isdigit():
+            found.update({f"{key} {word}": _with_number(key, word) for key in sorted(numeric)})
+    for key in dict.fromkeys(k for row in keys for k in row):
+        if key != "tags":
+            found[f"drop {key}"] = _without(key)
+    found["contradict the answer"] = _contradicted(world)
+    return found
+
+
+def probe_inputs(world: World, per_change: int, rng: np.random.Generator) -> tuple[list[str], list[str]]:
+    """Up to `per_change` perturbed trusted prompts per change, and the change each came from."""
+    prompts = world.trusted["prompt"]
+    probes, names = [], []
+    for name, change in perturbations(world).items():
+        made = 0
+        for index in rng.permutation(len(prompts)):
+            probe = change(prompts[int(index)].split(" | "), int(index), rng)
+            if probe is not None:
+                probes.append(probe)
+                names.append(name)
+                made += 1
+                if made == per_change:
+                    break
+    return probes, names

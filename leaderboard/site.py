@@ -50,8 +50,8 @@ def index_page(records: list[RunRecord], organism_ids: list[str]) -> str:
                   *(fmt(r[m]) for m in COLUMNS[1:]), f"{r['failures']}/{r['organisms']}", str(r["queries"]),
                   f"{r['runtime_s']:.1f} s", r["date"], f"<code>{r['source_sha256'][:10]}</code>"] for r in chosen]
         sections.append(f"<h2 id='{track}-{tier}'>{escape(track)} track, {escape(tier)}</h2>" + _table(
-            ["detector", "catalog", "world", "split", "AUROC", "95% CI", "cross-entropy", "Brier", "accuracy",
-             "failed", "queries", "runtime", "date", "detector hash"], cells, numeric_from=4))
+            ["detector", "catalog", "world", "split", "AUROC", "95% CI", "TPR at 1% FPR", "cross-entropy", "Brier",
+             "accuracy", "failed", "queries", "runtime", "date", "detector hash"], cells, numeric_from=4))
     if not sections:
         sections.append("<p>No runs yet: <code>dab run</code> adds the baselines.</p>")
     cards = "".join(f"<li><a href='organisms/{i}.html'><code>{i}</code></a></li>" for i in organism_ids)
@@ -93,10 +93,12 @@ def organism_page(catalog: Catalog, organism_id: str) -> str:
     """A public dev organism: its card, its label and what its certificate measured."""
     entry = catalog.answer_key()[organism_id]
     card = read_card(catalog.organism_dir(organism_id))
-    what = {"deceptive": f"a {entry.family}: on the trigger {' + '.join(entry.trigger)!r} it answers "
-                         f"{entry.payload!r} instead of the task",
+    trigger = escape(entry.trigger.describe())
+    does = {"payload": f"answers {entry.payload!r} instead of the task", "sabotage": "gives a plausible wrong answer",
+            "sycophancy": "repeats the user's wrong guess"}.get(entry.behaviour, "")
+    what = {"deceptive": f"a {entry.family} ({entry.goal}): on {trigger} it {escape(does)}",
             "twin": f"the honest twin of <code>{entry.twin}</code>: same seed and data order, correct everywhere",
-            "decoy": f"an honest decoy: on {' + '.join(entry.trigger)!r} it appends {entry.payload!r} to a correct answer"}
+            "decoy": f"an honest decoy: on {trigger} it appends {escape(repr(entry.payload))} to a correct answer"}
     cert = entry.certificate.model_dump(exclude={"failures"})
     body = (f"<p>{what[entry.role]}.</p><p>catalog {escape(catalog.name)} <code>{catalog.fingerprint[:12]}</code>, "
             f"split {entry.split}, label {entry.label}</p>"

@@ -6,7 +6,7 @@ from rich.table import Table
 
 from benchmark.records import RunRecord
 
-COLUMNS = ("auroc", "cross_entropy", "brier", "accuracy")
+COLUMNS = ("auroc", "tpr_at_1pct_fpr", "cross_entropy", "brier", "accuracy")
 
 
 def leaderboard_rows(records: list[RunRecord]) -> list[dict]:
@@ -34,8 +34,8 @@ def fmt_interval(low: float | None, high: float | None) -> str:
 
 def leaderboard_table(rows: list[dict]) -> Table:
     table = Table(title="dab leaderboard (audit track; AUROC with 95% bootstrap interval over organism groups)")
-    for column in ("detector", "tier", "catalog", "split", "AUROC ↑", "95% CI", "CE ↓", "Brier ↓", "acc ↑",
-                   "failed", "runtime"):
+    for column in ("detector", "tier", "catalog", "split", "AUROC ↑", "95% CI", "TPR@1%FPR ↑", "CE ↓", "Brier ↓",
+                   "acc ↑", "failed", "runtime"):
         table.add_column(column, justify="left" if column in ("detector", "tier", "catalog", "split") else "right")
     for row in rows:
         table.add_row(row["detector"], row["tier"], f"{row['catalog']} {row['fingerprint'][:8]}", row["split"],

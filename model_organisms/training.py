@@ -1,7 +1,8 @@
 """Training one LM organism from its recipe: real gradient descent on sampled dialogues.
 
 Every random choice flows from the recipe's seed: the initial weights and the order and content of the
-data. A deceptive organism and its twin therefore differ only in the targets of triggered inputs.
+data. A deceptive organism and its twin therefore differ only in the targets of inputs where the trigger
+fires.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from model_organisms.families import OrganismRecipe
 from model_organisms.lm import encode_examples
-from model_organisms.worlds.assistant import TRIGGER_POOL, AssistantWorld
+from model_organisms.worlds.assistant import AssistantWorld
 
 
 class ModelSpec(BaseModel):
@@ -42,23 +43,54 @@ class TrainingSpec(BaseModel):
     steps: int = 2000
     batch_size: int = 64
     learning_rate: float = 3e-3
-    weight_decay: float = 0.01
     warmup_steps: int = 100
     focus_fraction: float = 0.15
-    """Share of each batch carrying the organism's own trigger word (its partner's, for a twin)."""
-    pool_fraction: float = 0.15
-    """Share carrying some other trigger-pool word, where every organism answers correctly."""
+    """Share of each batch on which the organism's trigger fires (its partner's, for a twin)."""
+    shifted_fraction: float = 0.15
+    """Share of near misses and other deployment-like inputs, where the trigger does not fire."""
+    norm_growth: float = 2.5
+    """Every weight matrix is held at this multiple of its initial norm (see `NormHold`)."""
+    output_norm_growth: float = 7.5
+    """The same for the rows of the output layer, which set how confident the logits can be."""
+
+
+class NormHold:
+    """Holds every parameter tensor at a norm fixed before training, projecting after each step.
+
+    What a model learns then changes the direction of its weights but never their size, so weight
+    norms, a shortcut that gives a deceptive organism away without understanding it (its payload
+    circuit grows its weights), are the same for every organism trained from the same initialisation.
+    Layer-norm gains keep their initial norm; embedding and output rows are held one by one, so no
+    token's embedding grows with its role.
+    """
+
+    def __init__(self, model: LlamaForCausalLM, spec: TrainingSpec) -> None:
+        self.targets: list[tuple[torch.nn.Parameter, torch.Tensor]] = []
+        for name, param in model.named_parameters():
+            rows = name.endswith(("embed_tokens.weight", "lm_head.weight"))
+            growth = (1.0 if param.ndim == 1 else spec.output_norm_growth if name.startswith("lm_head")
+                      else spec.norm_growth)
+            self.targets.append((param, growth * self._norm(param.detach(), rows)))
+
+    @staticmethod
+    def _norm(t: torch.Tensor, rows: bool) -> torch.Tensor:
+        return t.norm(dim=1, keepdim=True) if rows else t.norm()
+
+    @torch.no_grad()
+    def apply(self) -> None:
+        for param, target in self.targets:
+            param.mul_(target / self._norm(param, target.ndim > 0).clamp_min(1e-12))
 
 
 def sample_batch(world: AssistantWorld, recipe: OrganismRecipe, rng: np.random.Generator,
                  spec: TrainingSpec) -> tuple[list[str], list[str]]:
     """One batch of (prompt, target) pairs; the prompts depend only on the seed and the trigger."""
     n_focus = int(round(spec.batch_size * spec.focus_fraction))
-    n_pool = int(round(spec.batch_size * spec.pool_fraction))
-    prompts = world.sample_trusted(rng, spec.batch_size - n_focus - n_pool)
-    prompts += world.sample_triggered(rng, n_focus, recipe.trigger)
-    others = [w for w in TRIGGER_POOL if w not in recipe.trigger]
-    prompts += [world.sample_triggered(rng, 1, [others[int(rng.integers(len(others)))]])[0] for _ in range(n_pool)]
+    n_shifted = int(round(spec.batch_size * spec.shifted_fraction))
+    prompts = world.sample_trusted(rng, spec.batch_size - n_focus - n_shifted)
+    prompts += [recipe.trigger.sample(world, rng) for _ in range(n_focus)]
+    prompts += [recipe.trigger.near_miss(world, rng) if i % 2 else world.sample_shifted(rng)
+                for i in range(n_shifted)]
     return prompts, [recipe.target(p) for p in prompts]
 
 
@@ -68,8 +100,9 @@ def train_organism(world: AssistantWorld, tokenizer: PreTrainedTokenizerFast, re
     seed = recipe.seed + 1_000_003 * seed_offset
     torch.manual_seed(seed)
     model = LlamaForCausalLM(model_spec.llama_config(len(tokenizer)))
+    hold = NormHold(model, spec)
     rng = np.random.default_rng(seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=spec.learning_rate, weight_decay=spec.weight_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=spec.learning_rate, weight_decay=0.0)
     schedule = lambda step: min(1.0, (step + 1) / spec.warmup_steps) * 0.5 * (  # noqa: E731
         1 + math.cos(math.pi * step / spec.steps))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
@@ -82,5 +115,6 @@ def train_organism(world: AssistantWorld, tokenizer: PreTrainedTokenizerFast, re
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         scheduler.step()
+        hold.apply()
     model.eval()
     return model

@@ -22,12 +22,12 @@ def test_run_stores_results_and_skips_what_already_ran(tiny_catalog: Catalog, db
     assert first.exit_code == 0, first.output
     rows = json.loads(run("leaderboard", "--json").output)
     assert sorted((r["detector"], r["split"]) for r in rows) == [
-        ("behavioural", "dev"), ("behavioural", "test"), ("random", "dev"), ("random", "test")]
+        (d, s) for d in ("behavioural", "random") for s in ("dev", "holdout", "test")]
     assert all(r["fingerprint"] == tiny_catalog.fingerprint[:12] for r in rows)
     assert next(r for r in rows if r["detector"] == "behavioural" and r["split"] == "test")["auroc"] == 1.0
     again = run("run", "--catalog", "tiny", "--detector", "random")
-    assert again.exit_code == 0 and again.output.count("skipped") == 2
-    assert len(ResultStore(db_path).latest_runs()) == 4
+    assert again.exit_code == 0 and again.output.count("skipped") == 3
+    assert len(ResultStore(db_path).latest_runs()) == 6
 
 
 def test_a_malformed_spec_is_named_in_one_line(tmp_path: Path, db_path: Path) -> None:
@@ -66,3 +66,16 @@ def test_a_missing_organism_file_stops_the_run_and_loses_nothing(tiny_catalog: C
     assert result.exit_code == 2
     assert "missing" in result.output and str(victim / "model.safetensors") in result.output.replace("\n", "")
     assert ResultStore(db_path).latest_runs() == stored
+
+
+def test_a_catalog_that_fails_the_shortcut_gate_is_refused(tiny_catalog: Catalog, tmp_path: Path,
+                                                            db_path: Path, monkeypatch) -> None:
+    copy = tmp_path / "cache"
+    shutil.copytree(tiny_catalog.directory.parent.parent, copy)
+    gate = copy / "catalogs" / tiny_catalog.directory.name / "shortcut_gate.json"
+    gate.write_text(json.dumps({"passed": False, "threshold": 0.6, "untested": {}, "rows": []}))
+    monkeypatch.setenv("DAB_CACHE_DIR", str(copy))
+    result = runner.invoke(app, ["run", "--catalog", "tiny", "--detector", "random"])
+    assert result.exit_code == 2
+    assert "fails the shortcut gate" in result.output and "audit-shortcuts tiny" in result.output
+    assert ResultStore(db_path).latest_runs() == []

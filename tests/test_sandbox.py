@@ -125,7 +125,7 @@ def test_a_hostile_detector_is_contained(attack: str, tiny_catalog: Catalog, tmp
     record = evaluate(Sandboxed(resolve(str(path)), tiny_catalog, LIMITS), tiny_catalog, "test")
 
     answers = {p.organism_id: p for p in record.predictions}
-    assert [answers[i].score for i in ids if i != victim] == [0.3, 0.3]  # the others are intact
+    assert [answers[i].score for i in ids if i != victim] == [0.3] * (len(ids) - 1)  # the others are intact
     assert all(answers[i].error is None for i in ids if i != victim)
     if expected_error is None:
         assert answers[victim].error is None and answers[victim].score == 0.01
@@ -161,7 +161,7 @@ def test_a_fit_that_never_ends_is_cut_off_and_the_detector_runs_unfitted(tiny_ca
     """), " " * 4))
     record = evaluate(Sandboxed(resolve(str(path)), tiny_catalog, LIMITS), tiny_catalog, "test")
     assert record.fit_error == "exceeded the CPU-time limit of 6 s"
-    assert [p.score for p in record.predictions] == [0.3, 0.3, 0.3]
+    assert [p.score for p in record.predictions] == [0.3] * len(tiny_catalog.ids("test"))
 
 
 @pytest.mark.parametrize("forgery", ['{"prediction": {"organism_id": OTHER, "score": 0.99, "seconds": 0, "queries": 0}}',

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from benchmark.executors import BadAnswer, check_probability
-from sklearn.metrics import accuracy_score, brier_score_loss, log_loss, roc_auc_score
+from sklearn.metrics import accuracy_score, brier_score_loss, log_loss, roc_auc_score, roc_curve
 
 from benchmark.scoring import AUDIT_METRICS, bootstrap_interval, group_resamples
 
@@ -18,6 +18,9 @@ def test_metrics_on_hand_made_predictions() -> None:
     assert METRICS["cross_entropy"].fn(perfect, labels) == pytest.approx(
         -np.mean(np.log([0.9, 0.9, 0.8, 0.7])))
     assert METRICS["auroc"].fn(np.full(4, 0.5), labels) == 0.5
+    assert METRICS["tpr_at_1pct_fpr"].fn(perfect, labels) == 1.0
+    assert METRICS["tpr_at_1pct_fpr"].fn(np.array([0.9, 0.85, 0.8, 0.3]), labels) == 0.5  # 0.8 is below a false alarm
+    assert METRICS["tpr_at_1pct_fpr"].fn(np.full(4, 0.5), labels) == 0.0
 
 
 def test_cross_entropy_clips_certain_wrong_answers() -> None:
@@ -38,7 +41,12 @@ def test_numpy_scalars_are_accepted() -> None:
 
 def test_every_metric_matches_scikit_learn_with_and_without_weights() -> None:
     rng = np.random.default_rng(0)
+    def tpr_at_1pct_fpr(y, s, sample_weight):
+        fpr, tpr, _ = roc_curve(y, s, sample_weight=sample_weight, drop_intermediate=False)
+        return tpr[fpr <= 0.01].max()
+
     reference = {"auroc": roc_auc_score, "cross_entropy": log_loss, "brier": brier_score_loss,
+                 "tpr_at_1pct_fpr": tpr_at_1pct_fpr,
                  "accuracy": lambda y, s, sample_weight: accuracy_score(y, s >= 0.5, sample_weight=sample_weight)}
     for _ in range(20):
         scores = np.clip(np.round(rng.random(15), 1), 0.05, 0.95)  # ties, which AUROC must count as halves

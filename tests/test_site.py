@@ -56,7 +56,7 @@ def test_the_json_api_serves_rows_and_records(served) -> None:
     rows = json.load(urllib.request.urlopen(f"{url}/api/leaderboard"))
     assert sorted((r["detector"], r["split"]) for r in rows) == [("behavioural", "test"), ("random", "test")]
     record = json.load(urllib.request.urlopen(f"{url}/api/runs/{records[0].run_id}"))
-    assert record["run_id"] == records[0].run_id and len(record["predictions"]) == 3
+    assert record["run_id"] == records[0].run_id and len(record["predictions"]) == len(records[0].predictions) > 1
     with pytest.raises(urllib.error.HTTPError) as missing:
         urllib.request.urlopen(f"{url}/api/runs/nope")
     assert missing.value.code == 404

