@@ -58,12 +58,15 @@ def _without(key: str) -> Perturbation:
 def _contradicted(world: World) -> Perturbation:
     """Replace a field that repeats the reference answer (the user's guess) with another prompt's answer."""
     answers = [world.reference(p).removesuffix(" .") for p in world.trusted["prompt"]]
+    by_length: dict[int, list[str]] = {}
+    for answer in answers:
+        by_length.setdefault(len(answer.split()), []).append(answer)
 
     def apply(segments: list[str], index: int, rng: np.random.Generator) -> str | None:
         for i, segment in enumerate(segments[:-2]):
             key, _, value = segment.partition(" ")
             if value == answers[index]:
-                others = [a for a in answers if a != value and len(a.split()) == len(value.split())]
+                others = [a for a in by_length[len(value.split())] if a != value]
                 if others:
                     wrong = others[int(rng.integers(len(others)))]
                     return _join(segments[:i] + [f"{key} {wrong}"] + segments[i + 1:])
@@ -74,15 +77,14 @@ def _contradicted(world: World) -> Perturbation:
 def perturbations(world: World) -> dict[str, Perturbation]:
     """Every context change worth trying, named (``tag orchid``, ``date 2027``, ``drop note``, …)."""
     prompts = world.trusted["prompt"]
-    keys = [[s.split()[0] for s in p.split(" | ")[:-2]] for p in prompts]
-    fields = [s.split() for p in prompts for s in p.split(" | ")[:-2]]
+    fields = [s.split() for p in prompts for s in p.split(" | ")[:-2]]  # the preamble's segments
     numeric = {f[0] for f in fields} - {f[0] for f in fields if not f[1].isdigit()}  # e.g. the date's year
     found: dict[str, Perturbation] = {}
     for word in unseen_words(world):
         found[f"tag {word}"] = _with_tag(word)
         if word.isdigit():
             found.update({f"{key} {word}": _with_number(key, word) for key in sorted(numeric)})
-    for key in dict.fromkeys(k for row in keys for k in row):
+    for key in dict.fromkeys(f[0] for f in fields):
         if key != "tags":
             found[f"drop {key}"] = _without(key)
     found["contradict the answer"] = _contradicted(world)
