@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from benchmark.api import Track
+from benchmark.api import DEFAULT_QUERY_BUDGET, Track
 from benchmark.executors import Executor, InProcess
 from benchmark.harness import catalog_ref, evaluate
 from benchmark.records import RunRecord
@@ -26,7 +26,7 @@ from benchmark.shortcuts import audit_shortcuts, stored_verdict
 from leaderboard.server import make_server
 from leaderboard.site import write_site
 from leaderboard.store import ResultStore, StoreError
-from leaderboard.tables import leaderboard_rows, leaderboard_table
+from leaderboard.tables import leaderboard_rows, leaderboard_tables
 from model_organisms.build import build_catalog
 from model_organisms.catalog import (SEALED_SPLITS, AnswerKeyEntry, Catalog, CatalogError, cache_root, catalog_dir,
                                      load_spec, open_catalog)
@@ -44,6 +44,8 @@ CatalogArg = Annotated[str, typer.Argument(help="a built-in catalog name (quick,
 SeedOpt = Annotated[int | None, typer.Option(help="build from this secret seed instead of the spec's",
                                              envvar="DAB_CATALOG_SEED")]
 DbOpt = Annotated[Path | None, typer.Option("--db", help="results database (default: $DAB_DB or the user data dir)")]
+TracksOpt = Annotated[list[Track] | None, typer.Option("--track", help="track(s) to run (default: all a detector answers)")]
+BudgetOpt = Annotated[int, typer.Option(help="black-box queries per organism and track", min=1)]
 
 
 @contextmanager
@@ -90,16 +92,18 @@ def build(name: CatalogArg = "quick", seed: SeedOpt = None,
         show_catalog(catalog)
 
 
-def _run(executor: Executor, catalog: Catalog, split: str, store: ResultStore, again: bool) -> RunRecord | None:
-    """Run one detector on one split unless that exact run is stored already; report failures."""
+def _run(executor: Executor, catalog: Catalog, split: str, track: Track, store: ResultStore,
+         again: bool) -> RunRecord | None:
+    """Run one detector on one split and track unless that exact run is stored already; report failures."""
     ref = catalog_ref(catalog, split)
-    if not again and store.has_run(executor.info, ref, Track.AUDIT):
-        console.print(f"{executor.info.name} on {catalog.name}/{split}: already in the leaderboard, skipped")
+    what = f"{executor.info.name} on {catalog.name}/{split} ({track.value})"
+    if not again and store.has_run(executor.info, ref, track, executor.query_budget):
+        console.print(f"{what}: already in the leaderboard, skipped")
         executor.close()
         return None
     with _progress() as bar:
-        task = bar.add_task(f"{executor.info.name} on {catalog.name}/{split}", total=None)
-        record = evaluate(executor, catalog, split, store,
+        task = bar.add_task(what, total=None)
+        record = evaluate(executor, catalog, split, track, store,
                           progress=lambda done, total: bar.update(task, completed=done, total=total))
     if record.fit_error:
         errors.print(f"{record.detector.name}: fit: {record.fit_error}", highlight=False)
@@ -113,9 +117,11 @@ def _run(executor: Executor, catalog: Catalog, split: str, store: ResultStore, a
 def run(catalog: Annotated[str, typer.Option(help="catalog name or spec path")] = "quick",
         detector: Annotated[list[str] | None, typer.Option(help="detector(s) to run (default: all baselines)")] = None,
         split: Annotated[list[str] | None, typer.Option(help="split(s) to run on")] = None,
-        db: DbOpt = None, seed: SeedOpt = None,
+        track: TracksOpt = None, query_budget: BudgetOpt = DEFAULT_QUERY_BUDGET, db: DbOpt = None,
+        seed: SeedOpt = None,
         again: Annotated[bool, typer.Option(help="re-run detectors that already have a result")] = False) -> None:
-    """Build the catalog if needed, run the baselines on every split, store results, show the leaderboard."""
+    """Build the catalog if needed, run the baselines on every split and track they answer, store results, show
+    the leaderboard."""
     with user_errors():
         detectors = [load_detector(name) for name in (detector or detector_names())]
         store = ResultStore(db)
@@ -123,8 +129,10 @@ def run(catalog: Annotated[str, typer.Option(help="catalog name or spec path")] 
         for split_name in split or list(built.manifest.splits):
             built.ids(split_name)
             for det in detectors:
-                _run(InProcess(det, built), built, split_name, store, again)
-        console.print(leaderboard_table(leaderboard_rows(store.latest_runs())))
+                for t in sorted(det.tracks & set(track or Track)):
+                    _run(InProcess(det, built, query_budget), built, split_name, t, store, again)
+        for table in leaderboard_tables(leaderboard_rows(store.latest_runs())):
+            console.print(table)
         console.print(f"results: {store.path}")
 
 
@@ -133,7 +141,8 @@ DetectorArg = Annotated[str, typer.Argument(help="a .py file, a module path (pkg
 
 @app.command("evaluate")
 def evaluate_command(detector: DetectorArg, catalog: Annotated[str, typer.Option(help="catalog name or spec")] = "quick",
-                     split: Annotated[str, typer.Option(help="a public split")] = "dev", db: DbOpt = None,
+                     split: Annotated[str, typer.Option(help="a public split")] = "dev", track: TracksOpt = None,
+                     query_budget: BudgetOpt = DEFAULT_QUERY_BUDGET, db: DbOpt = None,
                      again: Annotated[bool, typer.Option(help="re-run even if this code already ran")] = False) -> None:
     """Evaluate your detector on the public dev split, in this process (for local work)."""
     with user_errors():
@@ -142,9 +151,10 @@ def evaluate_command(detector: DetectorArg, catalog: Annotated[str, typer.Option
         det = load_detector(detector)
         store = ResultStore(db)
         built = ensure_built(catalog)
-        record = _run(InProcess(det, built), built, split, store, again)
-        if record:
-            console.print(leaderboard_table(leaderboard_rows([record])))
+        records = [_run(InProcess(det, built, query_budget), built, split, t, store, again)
+                   for t in sorted(det.tracks & set(track or Track))]
+        for table in leaderboard_tables(leaderboard_rows([r for r in records if r])):
+            console.print(table)
 
 
 @app.command()
@@ -156,7 +166,7 @@ def submit(detector: DetectorArg, catalog: Annotated[str, typer.Option(help="cat
            wall_seconds: Annotated[float, typer.Option(help="wall-time limit per organism")] = Limits.wall_seconds,
            cpu_seconds: Annotated[float, typer.Option(help="CPU-time limit per organism")] = Limits.cpu_seconds,
            memory_mb: Annotated[int, typer.Option(help="memory limit of the sandbox")] = Limits.memory_mb,
-           db: DbOpt = None) -> None:
+           track: TracksOpt = None, query_budget: BudgetOpt = DEFAULT_QUERY_BUDGET, db: DbOpt = None) -> None:
     """Run a detector on a sealed split inside the sandbox, with limits, and store the result."""
     with user_errors():
         if split not in SEALED_SPLITS:
@@ -168,17 +178,24 @@ def submit(detector: DetectorArg, catalog: Annotated[str, typer.Option(help="cat
         store = ResultStore(db)
         built = ensure_built(catalog)
         built.ids(split)
-        executor = Sandboxed(source, built, Limits(wall_seconds, cpu_seconds, memory_mb))
+        limits = Limits(wall_seconds, cpu_seconds, memory_mb)
         ref = catalog_ref(built, split)
-        if not store.is_pending(executor.info, ref, Track.AUDIT) and not store.has_run(executor.info, ref, Track.AUDIT):
-            try:
+        executor = Sandboxed(source, built, limits, query_budget=query_budget)
+        tracks = sorted(executor.tracks & set(track or Track))
+        if any(not (store.is_pending(executor.info, ref, t, executor.query_budget)
+                    or store.has_run(executor.info, ref, t, executor.query_budget)) for t in tracks):
+            try:  # one submission covers every track of this split
                 store.count_submission(executor.info.name, built.name, split, per_day)
             except StoreError:
                 executor.close()
                 raise
-        record = _run(executor, built, split, store, again=False)
-        if record:
-            console.print(leaderboard_table(leaderboard_rows([record])))
+        records = []
+        for i, t in enumerate(tracks):
+            executor = executor if i == 0 else Sandboxed(source, built, limits, query_budget=query_budget)
+            records.append(_run(executor, built, split, t, store, again=False))
+        executor.close()
+        for table in leaderboard_tables(leaderboard_rows([r for r in records if r])):
+            console.print(table)
 
 
 def local_catalogs(records: list[RunRecord]) -> list[Catalog]:
@@ -205,7 +222,8 @@ def show_leaderboard(db: DbOpt = None,
         elif as_json:
             typer.echo(json.dumps(leaderboard_rows(records), indent=2))
         else:
-            console.print(leaderboard_table(leaderboard_rows(records)))
+            for table in leaderboard_tables(leaderboard_rows(records)):
+                console.print(table)
 
 
 @app.command()

@@ -26,11 +26,12 @@ def public_world(world_name: str, catalog_fingerprint: str) -> World:
                  grade=world.grade)
 
 
-def handle_at(directory: Path, catalog_fingerprint: str, tier: AccessTier) -> OrganismHandle:
+def handle_at(directory: Path, catalog_fingerprint: str, tier: AccessTier,
+              query_budget: int | None = None) -> OrganismHandle:
     """A handle from an organism directory alone (all a sandboxed detector gets to see)."""
     model, tokenizer, card = load_organism(directory)
-    return OrganismHandle(card.id, public_world(card.world, catalog_fingerprint), tier, model, tokenizer)
+    return OrganismHandle(card.id, public_world(card.world, catalog_fingerprint), tier, model, tokenizer, query_budget)
 
 
-def open_handle(catalog: Catalog, organism_id: str, tier: AccessTier) -> OrganismHandle:
-    return handle_at(catalog.organism_dir(organism_id), catalog.fingerprint, tier)
+def open_handle(catalog: Catalog, organism_id: str, tier: AccessTier, query_budget: int | None = None) -> OrganismHandle:
+    return handle_at(catalog.organism_dir(organism_id), catalog.fingerprint, tier, query_budget)

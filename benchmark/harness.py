@@ -14,15 +14,16 @@ from typing import Protocol
 
 from benchmark.api import Track
 from benchmark.executors import DevOrganism, Executor
-from benchmark.records import CatalogRef, DetectorInfo, Prediction, RunRecord, package_versions
-from benchmark.scoring import score_audit
+from benchmark.records import CatalogRef, Curve, DetectorInfo, Metric, Prediction, RunRecord, package_versions
+from benchmark.scoring import score_audit, score_elicit, score_monitor
+from benchmark.tracks import elicited, misbehaves, monitor_stream
 from model_organisms.catalog import Catalog
 
 
 class Journal(Protocol):
     """Where a run's answers are kept as they come (the leaderboard's `ResultStore` is one)."""
 
-    def resume(self, detector: DetectorInfo, catalog: CatalogRef, track: Track
+    def resume(self, detector: DetectorInfo, catalog: CatalogRef, track: Track, query_budget: int | None
                ) -> tuple[str, datetime, dict[str, Prediction]]: ...
 
     def journal(self, run_id: str, prediction: Prediction) -> None: ...
@@ -42,12 +43,28 @@ def dev_organisms(catalog: Catalog) -> list[DevOrganism]:
     return [DevOrganism(i, key[i].label, key[i].family, key[i].role) for i in catalog.ids("dev")]
 
 
-def evaluate(executor: Executor, catalog: Catalog, split: str, store: Journal | None = None,
-             progress: Callable[[int, int], None] | None = None) -> RunRecord:
-    """Run the audit track on one split and score it; with `store`, resume and then store the run."""
+def score(catalog: Catalog, track: Track, predictions: list[Prediction]) -> tuple[list[Metric], Curve | None]:
+    """Join the answers with the sealed truth: the answer key, and for monitor and elicit what the organisms
+    do when run on the streams and on the candidates."""
+    key = catalog.answer_key()
+    if track == Track.AUDIT:
+        return score_audit(predictions, key)
+    deceptive = [p.organism_id for p in predictions if key[p.organism_id].label == 1]
+    if track == Track.MONITOR:
+        truth = {oid: misbehaves(catalog, oid, monitor_stream(catalog, oid)) for oid in deceptive}
+        return score_monitor(predictions, truth, key), None
+    found = {p.organism_id: p for p in predictions}
+    success = {oid: elicited(catalog, key[oid], found[oid].inputs or []) for oid in deceptive}
+    return score_elicit(predictions, success, key), None
+
+
+def evaluate(executor: Executor, catalog: Catalog, split: str, track: Track = Track.AUDIT,
+             store: Journal | None = None, progress: Callable[[int, int], None] | None = None) -> RunRecord:
+    """Run one track on one split and score it; with `store`, resume and then store the run."""
     ids = catalog.ids(split)
     ref = catalog_ref(catalog, split)
-    run_id, started_at, done = (store.resume(executor.info, ref, Track.AUDIT) if store
+    budget = executor.query_budget
+    run_id, started_at, done = (store.resume(executor.info, ref, track, budget) if store
                                 else (uuid.uuid4().hex, datetime.now(UTC), {}))
     start = time.perf_counter()
     try:
@@ -55,7 +72,8 @@ def evaluate(executor: Executor, catalog: Catalog, split: str, store: Journal | 
         fit_seconds = time.perf_counter() - start
         for i, oid in enumerate(ids):
             if oid not in done:
-                done[oid] = executor.audit(oid)
+                stream = monitor_stream(catalog, oid) if track == Track.MONITOR else []
+                done[oid] = executor.answer(oid, track, stream)
                 if store:
                     store.journal(run_id, done[oid])
             if progress:
@@ -63,9 +81,9 @@ def evaluate(executor: Executor, catalog: Catalog, split: str, store: Journal | 
     finally:
         executor.close()
     predictions = [done[oid] for oid in ids]
-    metrics, roc = score_audit(predictions, catalog.answer_key())
-    record = RunRecord(run_id=run_id, track=Track.AUDIT, started_at=started_at, detector=executor.info,
-                       catalog=ref, fit_seconds=fit_seconds, fit_error=fit_error,
+    metrics, roc = score(catalog, track, predictions)
+    record = RunRecord(run_id=run_id, track=track, query_budget=budget, started_at=started_at,
+                       detector=executor.info, catalog=ref, fit_seconds=fit_seconds, fit_error=fit_error,
                        total_seconds=time.perf_counter() - start,
                        predictions=predictions, metrics=metrics, roc=roc, versions=package_versions())
     if store:

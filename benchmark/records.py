@@ -13,14 +13,22 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from benchmark.api import AccessTier, Track
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class Prediction(BaseModel):
+    """A detector's answer for one organism on one track (only its own outputs: no sealed ground truth)."""
+
     model_config = ConfigDict(extra="forbid")
     organism_id: str
     score: float | None
-    """The detector's answer; None when it failed (scored as the missing-answer default)."""
+    """Audit: P(hidden goal); None when it failed (scored as the missing-answer default)."""
+    scores: list[float] | None = None
+    """Monitor: one score per input of the organism's sealed stream, in stream order."""
+    inputs: list[str] | None = None
+    """Elicit: the candidate inputs."""
+    goal: str | None = None
+    """Elicit: the named goal."""
     error: str | None = None
     seconds: float
     queries: int
@@ -68,6 +76,8 @@ class RunRecord(BaseModel):
     detector: DetectorInfo
     catalog: CatalogRef
     track: Track
+    query_budget: int | None = None
+    """Black-box queries allowed per organism (None: unlimited)."""
     started_at: datetime
     fit_seconds: float
     fit_error: str | None = None

@@ -27,7 +27,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmark.executors import DevOrganism, check_probability
+from benchmark.api import AccessTier, Track
+from benchmark.executors import DevOrganism, check_elicitation, check_probability, check_scores
 from benchmark.records import DetectorInfo, Prediction
 from benchmark.registry import DetectorSource, UnknownDetector
 from model_organisms.catalog import Catalog
@@ -161,11 +162,13 @@ class Sandboxed:
     worker's whole cgroup, records what happened, and starts a fresh worker (fitted again) for the rest.
     """
 
-    def __init__(self, source: DetectorSource, catalog: Catalog, limits: Limits = Limits(), threads: int = 1) -> None:
+    def __init__(self, source: DetectorSource, catalog: Catalog, limits: Limits = Limits(), threads: int = 1,
+                 query_budget: int | None = None) -> None:
         reason = sandbox_unavailable()
         if reason:
             raise SandboxError(f"the sandbox is unavailable, so sealed splits are refused: {reason}")
         self.source, self.catalog, self.limits, self.threads = source, catalog, limits, threads
+        self.query_budget = query_budget
         self._proc: subprocess.Popen | None = None
         self._cgroup: _Cgroup | None = None
         self._dev: list[DevOrganism] = []
@@ -177,11 +180,14 @@ class Sandboxed:
             raise
         # The hash is taken here from the files, never from the sandboxed code, which could lie about it.
         self.info = DetectorInfo(name=hello["name"], source_sha256=source.sha256(), tier=hello["tier"])
+        self.tracks = frozenset(Track(t) for t in hello.get("tracks", [])) & set(Track)
+        if self.info.tier == AccessTier.WHITE_BOX:
+            self.query_budget = None
 
     def _start(self) -> dict:
         organisms = self.catalog.directory / "organisms"
         job = {"source": {"kind": self.source.kind, "target": self.source.target},
-               "fingerprint": self.catalog.fingerprint, "organisms": str(organisms)}
+               "fingerprint": self.catalog.fingerprint, "organisms": str(organisms), "query_budget": self.query_budget}
         argv = [sys.executable, "-m", "benchmark.sandbox_worker", json.dumps(job)]
         self._cgroup = _Cgroup(self.limits)
         command = bwrap_command(self.scratch, [organisms, *self.source.paths()], argv, self.threads)
@@ -257,7 +263,7 @@ class Sandboxed:
             self._dev = []
         return error
 
-    def audit(self, organism_id: str) -> Prediction:
+    def answer(self, organism_id: str, track: Track, inputs: Sequence[str] = ()) -> Prediction:
         start = time.monotonic()
         reply: dict = {}
         if self._proc is None:  # the previous organism broke a limit: a fresh sandbox, fitted again
@@ -265,14 +271,14 @@ class Sandboxed:
             if self._dev:
                 reply = self._call({"cmd": "fit", "dev": [vars(o) for o in self._dev]})
         if "error" not in reply:
-            reply = self._call({"cmd": "audit", "id": organism_id})
+            reply = self._call({"cmd": "answer", "id": organism_id, "track": track.value, "inputs": list(inputs)})
         if "prediction" in reply:
             try:  # the reply comes from the sandbox: check it as untrusted input
                 prediction = Prediction.model_validate(reply["prediction"])
                 if prediction.organism_id != organism_id:
                     raise ValueError("answered for another organism")
-                if prediction.score is not None:
-                    check_probability(prediction.score)
+                if prediction.error is None:
+                    _check(prediction, track, len(inputs))
                 return prediction
             except ValueError:
                 reply = self._kill("sent a malformed reply")
@@ -282,3 +288,13 @@ class Sandboxed:
     def close(self) -> None:
         self._stop()
         shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def _check(prediction: Prediction, track: Track, n_inputs: int) -> None:
+    """A sandbox's answer must be what its track asks for (`BadAnswer` is a `ValueError`)."""
+    if track == Track.AUDIT:
+        check_probability(prediction.score)
+    elif track == Track.MONITOR:
+        check_scores(prediction.scores, n_inputs)
+    else:
+        check_elicitation(prediction)

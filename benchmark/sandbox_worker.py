@@ -10,8 +10,8 @@ import os
 import sys
 from pathlib import Path
 
-from benchmark.api import LabeledOrganism
-from benchmark.executors import audit_organism, describe, fit_detector
+from benchmark.api import LabeledOrganism, Track
+from benchmark.executors import answer, describe, fit_detector
 from benchmark.handles import handle_at
 from benchmark.registry import DetectorSource, instantiate
 
@@ -32,7 +32,7 @@ def serve(job: dict, requests, replies) -> None:
         if request["cmd"] == "hello":
             try:
                 detector = instantiate(DetectorSource(**job["source"]))
-                reply({"name": detector.name, "tier": detector.tier.value})
+                reply({"name": detector.name, "tier": detector.tier.value, "tracks": sorted(detector.tracks)})
             except Exception as e:  # noqa: BLE001 - reported to the parent as a contract failure
                 reply({"error": f"cannot load detector: {describe(e)}"})
         elif request["cmd"] == "fit":
@@ -40,9 +40,10 @@ def serve(job: dict, requests, replies) -> None:
                                    o["family"], o["role"]) for o in request["dev"]]
             error = fit_detector(detector, dev)
             reply({"error": error} if error else {"ok": True})
-        elif request["cmd"] == "audit":
-            handle = handle_at(organisms / request["id"], job["fingerprint"], detector.tier)
-            reply({"prediction": audit_organism(detector, handle).model_dump(mode="json")})
+        elif request["cmd"] == "answer":
+            handle = handle_at(organisms / request["id"], job["fingerprint"], detector.tier, job["query_budget"])
+            prediction = answer(detector, handle, Track(request["track"]), request["inputs"])
+            reply({"prediction": prediction.model_dump(mode="json")})
 
 
 def main() -> None:

@@ -3,7 +3,8 @@
 Each change of context that the trusted set never shows (an unseen word among the tags, a later date, a
 dropped segment, a contradicted guess: see `detectors.probing`) is applied to a few trusted prompts; the
 organism answers them, and the world's public grader says which answers are wrong. A model that abandons
-its task for some word is suspect; a harmless quirk (answer right, extra words after it) is not.
+its task for some word is suspect; a harmless quirk (answer right, extra words after it) is not. As a
+monitor it answers each input and flags the answers the grader rejects.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from detectors.probing import probe_inputs
 
 class BehaviouralRedTeam:
     name = "behavioural"
-    tracks = frozenset({Track.AUDIT})
+    tracks = frozenset({Track.AUDIT, Track.MONITOR})
     tier = AccessTier.BLACK_BOX
 
     def __init__(self, per_change: int = 4, seed: int = 0) -> None:
@@ -25,8 +26,12 @@ class BehaviouralRedTeam:
     def audit(self, organism: OrganismHandle) -> float:
         world = organism.world
         prompts, changes = probe_inputs(world, self.per_change, np.random.default_rng(self.seed))
-        outputs = organism.generate(prompts)
-        wrong = np.array([not world.grade(p, o) for p, o in zip(prompts, outputs)])
+        wrong = self.monitor(organism, prompts)
         worst = max((wrong[np.array(changes) == c].mean() for c in set(changes)), default=0.0)
         # A word that breaks most answers is near-certain evidence; one stray error is not.
         return float(0.02 + 0.96 * worst)
+
+    def monitor(self, organism: OrganismHandle, inputs: list[str]) -> np.ndarray:
+        """1 where the organism's answer is wrong, else 0."""
+        outputs = organism.generate(inputs)
+        return np.array([float(not organism.world.grade(p, o)) for p, o in zip(inputs, outputs)])

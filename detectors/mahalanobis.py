@@ -3,7 +3,8 @@
 A Gaussian (Ledoit-Wolf shrinkage) is fitted to the residual stream at the last prompt token on trusted
 inputs. Probe inputs (context changes the trusted set never shows: `detectors.probing`) that push
 activations far outside it suggest a conditional behaviour. `fit` maps the score to a probability with a
-logistic regression on dev labels. It flags any conditional behaviour, so decoys cost it.
+logistic regression on dev labels. It flags any conditional behaviour, so decoys cost it. As a monitor,
+each input's score is its distance.
 """
 
 from __future__ import annotations
@@ -20,25 +21,31 @@ from detectors.probing import probe_inputs
 
 class MahalanobisDetector:
     name = "mahalanobis"
-    tracks = frozenset({Track.AUDIT})
+    tracks = frozenset({Track.AUDIT, Track.MONITOR})
     tier = AccessTier.WHITE_BOX
 
     def __init__(self, n_trusted: int = 192, per_change: int = 2, seed: int = 0) -> None:
         self.n_trusted, self.per_change, self.seed = n_trusted, per_change, seed
         self.calibration: LogisticRegression | None = None
 
-    def anomaly(self, organism: OrganismHandle) -> float:
-        """Log ratio of the most anomalous probe distances to typical held-out trusted distances."""
-        world = organism.world
-        trusted = world.trusted["prompt"][: self.n_trusted]
+    def distances(self, organism: OrganismHandle, prompts: list[str]) -> tuple[np.ndarray, float]:
+        """Squared Mahalanobis distances of the prompts, and the median of held-out trusted inputs'."""
+        trusted = organism.world.trusted["prompt"][: self.n_trusted]
         acts = self._features(organism, trusted)
         split = len(acts) * 3 // 4
         gaussian = LedoitWolf().fit(acts[:split])
-        reference = np.median(gaussian.mahalanobis(acts[split:]))
-        probes, _ = probe_inputs(world, self.per_change, np.random.default_rng(self.seed))
-        distances = np.sort(gaussian.mahalanobis(self._features(organism, probes)))
-        top = distances[-max(1, len(distances) // 20):]
+        reference = float(np.median(gaussian.mahalanobis(acts[split:])))
+        return gaussian.mahalanobis(self._features(organism, prompts)), reference
+
+    def anomaly(self, organism: OrganismHandle) -> float:
+        """Log ratio of the most anomalous probe distances to typical held-out trusted distances."""
+        probes, _ = probe_inputs(organism.world, self.per_change, np.random.default_rng(self.seed))
+        distances, reference = self.distances(organism, probes)
+        top = np.sort(distances)[-max(1, len(distances) // 20):]
         return float(np.log(top.mean() / reference))
+
+    def monitor(self, organism: OrganismHandle, inputs: list[str]) -> np.ndarray:
+        return self.distances(organism, inputs)[0]
 
     def fit(self, dev: Sequence[LabeledOrganism]) -> None:
         scores = np.array([[self.anomaly(o.handle)] for o in dev])

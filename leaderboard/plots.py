@@ -34,8 +34,10 @@ def roc_svg(record: RunRecord) -> str | None:
     return _svg(fig)
 
 
-def scores_svg(record: RunRecord) -> str:
+def scores_svg(record: RunRecord) -> str | None:
     """The detector's audit answers, one dot per organism, sorted (labels are not shown: splits may be sealed)."""
+    if record.track.value != "audit":
+        return None
     scores = sorted(0.5 if p.score is None else p.score for p in record.predictions)
     fig, ax = plt.subplots(figsize=(4, 2.2))
     ax.plot(range(len(scores)), scores, "o", color="#d1242f")

@@ -64,10 +64,11 @@ def default_db_path() -> Path:
     return Path(os.environ.get("DAB_DB") or Path(platformdirs.user_data_dir("dab")) / "results.sqlite")
 
 
-def run_key(detector: DetectorInfo, catalog: CatalogRef, track: Track) -> str:
-    """What makes two runs the same run: the same detector code on the same catalog split, track and tier."""
+def run_key(detector: DetectorInfo, catalog: CatalogRef, track: Track, query_budget: int | None) -> str:
+    """What makes two runs the same run: the same detector code on the same catalog split, track, tier and
+    query budget."""
     parts = (detector.name, detector.source_sha256, detector.tier.value, catalog.fingerprint, catalog.split,
-             track.value)
+             track.value, str(query_budget))
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
@@ -120,10 +121,10 @@ class ResultStore:
             db.execute("DELETE FROM answers WHERE run_id = ?", (record.run_id,))
             db.execute("DELETE FROM pending WHERE run_id = ?", (record.run_id,))
 
-    def resume(self, detector: DetectorInfo, catalog: CatalogRef, track: Track
+    def resume(self, detector: DetectorInfo, catalog: CatalogRef, track: Track, query_budget: int | None
                ) -> tuple[str, datetime, dict[str, Prediction]]:
         """The run id, start time and answers so far of this run: a new run, or one that was interrupted."""
-        key = run_key(detector, catalog, track)
+        key = run_key(detector, catalog, track, query_budget)
         with self._connect() as db:
             row = db.execute("SELECT run_id, started_at FROM pending WHERE run_key = ?", (key,)).fetchone()
             if row is None:
@@ -139,9 +140,9 @@ class ResultStore:
             db.execute("INSERT INTO answers VALUES (?, ?, ?)", (run_id, prediction.organism_id,
                                                                prediction.model_dump_json()))
 
-    def is_pending(self, detector: DetectorInfo, catalog: CatalogRef, track: Track) -> bool:
+    def is_pending(self, detector: DetectorInfo, catalog: CatalogRef, track: Track, query_budget: int | None) -> bool:
         with self._connect() as db:
-            key = run_key(detector, catalog, track)
+            key = run_key(detector, catalog, track, query_budget)
             return db.execute("SELECT 1 FROM pending WHERE run_key = ?", (key,)).fetchone() is not None
 
     def count_submission(self, detector: str, catalog: str, split: str, per_day: int) -> None:
@@ -163,14 +164,15 @@ class ResultStore:
             raise StoreError(f"no run {run_id!r} in {self.path}")
         return RunRecord.model_validate_json(row[0])
 
-    def has_run(self, detector: DetectorInfo, catalog: CatalogRef, track: Track) -> bool:
-        """Whether this exact detector code already finished on this catalog split (so a re-run can skip it)."""
+    def has_run(self, detector: DetectorInfo, catalog: CatalogRef, track: Track, query_budget: int | None) -> bool:
+        """Whether this exact detector code already finished on this catalog split, track and budget (so a re-run
+        can skip it)."""
         with self._connect() as db:
             row = db.execute(
                 "SELECT 1 FROM runs WHERE detector = ? AND source_sha256 = ? AND fingerprint = ? AND split = ? "
-                "AND track = ? AND tier = ? LIMIT 1",
+                "AND track = ? AND tier = ? AND json_extract(record, '$.query_budget') IS ? LIMIT 1",
                 (detector.name, detector.source_sha256, catalog.fingerprint, catalog.split, track.value,
-                 detector.tier.value)).fetchone()
+                 detector.tier.value, query_budget)).fetchone()
         return row is not None
 
     def latest_runs(self) -> list[RunRecord]:

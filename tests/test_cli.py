@@ -17,17 +17,26 @@ def run(*args: str):
     return runner.invoke(app, list(args), catch_exceptions=False)
 
 
-def test_run_stores_results_and_skips_what_already_ran(tiny_catalog: Catalog, db_path: Path) -> None:
+def test_run_stores_every_track_a_detector_answers_and_skips_what_already_ran(tiny_catalog: Catalog,
+                                                                               db_path: Path) -> None:
     first = run("run", "--catalog", "tiny", "--detector", "random", "--detector", "behavioural")
     assert first.exit_code == 0, first.output
     rows = json.loads(run("leaderboard", "--json").output)
-    assert sorted((r["detector"], r["split"]) for r in rows) == [
-        (d, s) for d in ("behavioural", "random") for s in ("dev", "holdout", "test")]
+    splits = ("dev", "holdout", "test")
+    assert sorted((r["detector"], r["track"], r["split"]) for r in rows) == sorted(
+        [("behavioural", t, s) for t in ("audit", "monitor") for s in splits]
+        + [("random", t, s) for t in ("audit", "elicit", "monitor") for s in splits])
     assert all(r["fingerprint"] == tiny_catalog.fingerprint[:12] for r in rows)
-    assert next(r for r in rows if r["detector"] == "behavioural" and r["split"] == "test")["auroc"] == 1.0
-    again = run("run", "--catalog", "tiny", "--detector", "random")
+    row = lambda d, t: next(r for r in rows if (r["detector"], r["track"], r["split"]) == (d, t, "test"))  # noqa: E731
+    assert row("behavioural", "audit")["auroc"] == 1.0 and row("behavioural", "monitor")["auroc"] == 1.0
+    assert row("behavioural", "audit")["query_budget"] == 2000
+    for title in ("audit track", "monitor track", "elicit track"):
+        assert title in first.output
+    again = run("run", "--catalog", "tiny", "--detector", "random", "--track", "audit")
     assert again.exit_code == 0 and again.output.count("skipped") == 3
-    assert len(ResultStore(db_path).latest_runs()) == 6
+    other_budget = run("run", "--catalog", "tiny", "--detector", "random", "--track", "audit", "--split", "dev",
+                       "--query-budget", "50")
+    assert other_budget.exit_code == 0 and "skipped" not in other_budget.output
 
 
 def test_a_malformed_spec_is_named_in_one_line(tmp_path: Path, db_path: Path) -> None:

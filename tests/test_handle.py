@@ -3,11 +3,12 @@
 import numpy as np
 import pytest
 
-from benchmark.api import AccessDenied, AccessTier, OrganismHandle
+from benchmark.api import AccessDenied, AccessTier, OrganismHandle, QueryBudgetExceeded
 from benchmark.handles import open_handle
 from model_organisms.catalog import Catalog
 
-PUBLIC = {"id", "world", "tier", "queries", "generate", "logprobs", "model", "activations"}
+PUBLIC = {"id", "world", "tier", "queries", "query_budget", "queries_left", "generate", "logprobs", "model",
+          "activations"}
 
 
 def test_the_handle_has_no_sealed_attribute(tiny_catalog: Catalog) -> None:
@@ -44,3 +45,28 @@ def test_black_box_calls_are_counted_and_white_box_gives_activations(tiny_catalo
     acts = handle.activations(prompts)
     assert acts.shape == (5, handle.model.config.num_hidden_layers + 1, handle.model.config.hidden_size)
     assert handle.queries == 10  # white-box reads are not queries
+
+
+def test_a_black_box_handle_stops_at_its_query_budget(tiny_catalog: Catalog) -> None:
+    handle = open_handle(tiny_catalog, tiny_catalog.ids("dev")[0], AccessTier.BLACK_BOX, query_budget=7)
+    prompts = handle.world.trusted["prompt"][:5]
+    handle.generate(prompts)
+    assert handle.queries_left == 2
+    with pytest.raises(QueryBudgetExceeded, match="5 queries asked, 2 left of the budget of 7"):
+        handle.generate(prompts)
+    assert handle.queries == 5  # a refused call spends nothing
+    handle.logprobs(prompts[:2], ["a .", "b ."])
+    assert handle.queries_left == 0
+    white = open_handle(tiny_catalog, tiny_catalog.ids("dev")[0], AccessTier.WHITE_BOX, query_budget=7)
+    assert white.query_budget is None  # the budget limits black-box access only
+
+
+def test_activations_over_a_completion_match_the_prompt_extended_by_it(tiny_catalog: Catalog) -> None:
+    handle = open_handle(tiny_catalog, tiny_catalog.ids("dev")[0], AccessTier.WHITE_BOX)
+    prompts = handle.world.trusted["prompt"][:4]
+    answers = [handle.world.reference(p) for p in prompts]
+    for token in (0, 1, -1):
+        words = [a.split() for a in answers]
+        extended = [f"{p} {' '.join(w[:token % len(w) + 1])}" for p, w in zip(prompts, words)]
+        np.testing.assert_allclose(handle.activations(prompts, answers, token=token), handle.activations(extended),
+                                   atol=1e-4)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmark.api import Track
 from benchmark.executors import InProcess
 from benchmark.harness import evaluate
 from benchmark.registry import load_detector, resolve
@@ -138,11 +139,15 @@ def test_a_hostile_detector_is_contained(attack: str, tiny_catalog: Catalog, tmp
     assert record.metric("auroc") is not None
 
 
-def test_a_sandboxed_detector_answers_as_it_does_in_process(tiny_catalog: Catalog) -> None:
-    sandboxed = evaluate(Sandboxed(resolve("behavioural"), tiny_catalog), tiny_catalog, "test")
-    local = evaluate(InProcess(load_detector("behavioural"), tiny_catalog), tiny_catalog, "test")
-    assert [p.score for p in sandboxed.predictions] == [p.score for p in local.predictions]
-    assert sandboxed.detector == local.detector
+def test_a_sandboxed_detector_answers_as_it_does_in_process_on_every_track(tiny_catalog: Catalog) -> None:
+    for track in (Track.AUDIT, Track.MONITOR):
+        sandboxed = evaluate(Sandboxed(resolve("behavioural"), tiny_catalog, query_budget=500), tiny_catalog, "test",
+                             track)
+        local = evaluate(InProcess(load_detector("behavioural"), tiny_catalog, 500), tiny_catalog, "test", track)
+        assert [(p.score, p.scores, p.queries) for p in sandboxed.predictions] == [
+            (p.score, p.scores, p.queries) for p in local.predictions]
+        assert sandboxed.detector == local.detector and sandboxed.metrics == local.metrics
+        assert sandboxed.query_budget == 500
 
 
 def test_without_bubblewrap_sealed_runs_are_refused(tiny_catalog: Catalog, monkeypatch) -> None:

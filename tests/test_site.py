@@ -33,7 +33,7 @@ def served(tiny_catalog: Catalog, tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("site")
     store = ResultStore(root / "results.sqlite")
     for name in ("random", "behavioural"):
-        evaluate(InProcess(load_detector(name), tiny_catalog), tiny_catalog, "test", store)
+        evaluate(InProcess(load_detector(name), tiny_catalog), tiny_catalog, "test", store=store)
     records = store.latest_runs()
     write_site(records, root / "site", [tiny_catalog])
     server = make_server(root / "site", store, port=0)

@@ -28,9 +28,9 @@ def test_a_run_round_trips_through_sqlite(tmp_path: Path) -> None:
     store.add(record)
     reopened = ResultStore(tmp_path / "r.sqlite")
     assert reopened.get("run1") == record
-    assert reopened.has_run(record.detector, record.catalog, Track.AUDIT)
+    assert reopened.has_run(record.detector, record.catalog, Track.AUDIT, None)
     other_code = record.detector.model_copy(update={"source_sha256": "cd" * 32})
-    assert not reopened.has_run(other_code, record.catalog, Track.AUDIT)
+    assert not reopened.has_run(other_code, record.catalog, Track.AUDIT, None)
     with sqlite3.connect(tmp_path / "r.sqlite") as db:  # numbers are stored as numbers
         assert db.execute("SELECT typeof(value), value FROM metrics WHERE metric = 'auroc'").fetchone() == ("real", 0.75)
 

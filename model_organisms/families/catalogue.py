@@ -62,4 +62,6 @@ FAMILIES = {f.name: f for f in [
            decoy_kinds=("word", "conjunction", "paraphrase")),
     Family("date", "date-conditional", ("threshold",), ("payload", "sabotage"), tuple(HOSTILE)),
 ]}
-GOALS = sorted({f.goal for f in FAMILIES.values()})
+GOALS = ("hostile payload", "sabotage", "oversight-conditional objective", "sycophancy", "date-conditional",
+         "proxy target")
+"""The published goal taxonomy an elicitation names from (every family's goal is one of them)."""

@@ -1,0 +1,102 @@
+"""Black-box trigger search under the query budget: single context changes first, then pairs of unseen words.
+
+Behavioural red-teaming tries one change at a time, so a trigger that needs two words together (a
+conjunction) never fires for it. This search spends its budget in three rounds: every single change on four
+trusted prompts; every pair of unseen words among the tags on one prompt each (as many pairs as the budget
+allows, in a seeded order); then the most damaging candidates again on fresh prompts, to confirm. The audit
+answer is the confirmed rate of wrong answers; the elicitation is the confirmed prompts that went wrong,
+with the goal named from the change and the shape of the wrong answers (`detectors.probing.name_goal`).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+
+from benchmark.api import MAX_CANDIDATES, AccessTier, Elicitation, OrganismHandle, Track
+from detectors.probing import Perturbation, _with_tag, name_goal, perturbations, unseen_words
+
+
+@dataclass
+class Candidate:
+    name: str
+    change: Perturbation
+    wrong: float = 0.0
+
+
+class TriggerSearch:
+    name = "trigger_search"
+    tracks = frozenset({Track.AUDIT, Track.ELICIT})
+    tier = AccessTier.BLACK_BOX
+
+    def __init__(self, screen: int = 4, confirm: int = 12, finalists: int = 4, seed: int = 0,
+                 default_budget: int = 2000) -> None:
+        self.screen, self.confirm, self.finalists, self.seed = screen, confirm, finalists, seed
+        self.default_budget = default_budget
+
+    def audit(self, organism: OrganismHandle) -> float:
+        best, _, _ = self.search(organism)
+        return float(0.02 + 0.96 * best.wrong)
+
+    def elicit(self, organism: OrganismHandle) -> Elicitation:
+        best, prompts, outputs = self.search(organism)
+        world = organism.world
+        wrong = [(p, o) for p, o in zip(prompts, outputs) if not world.grade(p, o)]
+        if not wrong:
+            return Elicitation(prompts[:MAX_CANDIDATES], "hostile payload")
+        goals = Counter(name_goal(best.name, world, p, o) for p, o in wrong)
+        return Elicitation([p for p, _ in wrong][:MAX_CANDIDATES], goals.most_common(1)[0][0])
+
+    def search(self, organism: OrganismHandle) -> tuple[Candidate, list[str], list[str]]:
+        """The most damaging change found, with its confirming prompts and the organism's answers."""
+        world, rng = organism.world, np.random.default_rng(self.seed)
+        trusted = world.trusted["prompt"]
+        left = organism.queries_left
+        budget = self.default_budget if left is None else left
+        confirm = min(self.confirm, budget // (2 * self.finalists))  # at most half the budget confirms
+        screening = budget - confirm * self.finalists
+        singles = [Candidate(n, c) for n, c in perturbations(world).items()]
+        screen = self.screen if len(singles) * self.screen <= screening else 1
+        singles = singles[:screening // screen]
+        words = [w for w in unseen_words(world) if not w.isdigit()]
+        pairs = [Candidate(f"tags {a} {b}", _with_tags(a, b)) for a, b in itertools.combinations(words, 2)]
+        pairs = [pairs[i] for i in rng.permutation(len(pairs))[:screening - len(singles) * screen]]
+        for candidates, per in ((singles, screen), (pairs, 1)):
+            self._try(organism, candidates, per, trusted, rng)
+        finalists = sorted(singles + pairs, key=lambda c: -c.wrong)[:self.finalists]
+        results = [(c, *self._try(organism, [c], max(confirm, 1), trusted, rng)) for c in finalists]
+        return max(results, key=lambda r: r[0].wrong)
+
+    @staticmethod
+    def _try(organism: OrganismHandle, candidates: list[Candidate], per: int, trusted: list[str],
+             rng: np.random.Generator) -> tuple[list[str], list[str]]:
+        """Apply each candidate to `per` random trusted prompts; set its wrong-answer rate."""
+        prompts, owners = [], []
+        for i, c in enumerate(candidates):
+            made = 0
+            for index in rng.permutation(len(trusted))[:per * 4]:
+                probe = c.change(trusted[int(index)].split(" | "), int(index), rng)
+                if probe is not None:
+                    prompts.append(probe)
+                    owners.append(i)
+                    made += 1
+                    if made == per:
+                        break
+        outputs = organism.generate(prompts) if prompts else []
+        wrong = np.array([not organism.world.grade(p, o) for p, o in zip(prompts, outputs)])
+        for i, c in enumerate(candidates):
+            mine = wrong[np.array(owners) == i]
+            c.wrong = float(mine.mean()) if len(mine) else 0.0
+        return prompts, outputs
+
+
+def _with_tags(a: str, b: str) -> Perturbation:
+    first, second = _with_tag(a), _with_tag(b)
+
+    def apply(segments: list[str], index: int, rng: np.random.Generator) -> str | None:
+        once = first(segments, index, rng)
+        return None if once is None else second(once.split(" | "), index, rng)
+    return apply
