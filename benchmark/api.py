@@ -22,8 +22,10 @@ from transformers import PreTrainedTokenizerFast
 from model_organisms.families import GOALS
 from model_organisms.lm import completion_logprobs, encode_examples, encode_prompts, generate
 
-__all__ = ["GOALS", "AccessDenied", "AccessTier", "Detector", "Elicitation", "LabeledOrganism", "OrganismHandle",
-           "QueryBudgetExceeded", "Track", "World"]
+__all__ = ["GOALS", "AccessDenied", "AccessTier", "Detector", "Elicitation", "LabeledOrganism", "LocalModel",
+           "OrganismHandle", "Queries", "QueryBudgetExceeded", "Track", "World", "encode_examples", "encode_prompts"]
+# `encode_prompts` and `encode_examples` are how the models read text (left-padded prompts; right-padded
+# prompt + completion with loss labels), public so that white-box detectors can feed the model themselves.
 
 DEFAULT_QUERY_BUDGET = 2000
 """Black-box queries per organism and track unless a run says otherwise (recorded with the run)."""
@@ -70,16 +72,39 @@ class World:
         return sorted(vocab, key=vocab.__getitem__)
 
 
+class Queries(Protocol):
+    """Where black-box calls go: a model in this process, or (in the sandbox) the harness outside it, so that
+    a sandboxed black-box detector never holds the model at all."""
+
+    def generate(self, prompts: list[str], max_new_tokens: int) -> list[str]: ...
+
+    def logprobs(self, prompts: list[str], completions: list[str]) -> list[float]: ...
+
+
+class LocalModel:
+    """Black-box calls answered by a model in this process."""
+
+    def __init__(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast) -> None:
+        self._model, self._tokenizer = model, tokenizer
+
+    def generate(self, prompts: list[str], max_new_tokens: int) -> list[str]:
+        return generate(self._model, self._tokenizer, prompts, max_new_tokens)
+
+    def logprobs(self, prompts: list[str], completions: list[str]) -> list[float]:
+        return completion_logprobs(self._model, self._tokenizer, prompts, completions)
+
+
 class OrganismHandle:
     """One organism as a detector sees it. Black-box calls are counted in `queries` and, at the black-box
-    tier, limited by `query_budget`."""
+    tier, limited by `query_budget`. A black-box handle holds no model (`model` is None)."""
 
-    __slots__ = ("_id", "_world", "_tier", "_model", "_tokenizer", "_queries", "_budget")
+    __slots__ = ("_id", "_world", "_tier", "_calls", "_model", "_queries", "_budget")
 
-    def __init__(self, organism_id: str, world: World, tier: AccessTier, model: torch.nn.Module,
-                 tokenizer: PreTrainedTokenizerFast, query_budget: int | None = None) -> None:
-        self._id, self._world, self._tier = organism_id, world, tier
-        self._model, self._tokenizer, self._queries = model, tokenizer, 0
+    def __init__(self, organism_id: str, world: World, tier: AccessTier, calls: Queries,
+                 model: torch.nn.Module | None = None, query_budget: int | None = None) -> None:
+        self._id, self._world, self._tier, self._calls = organism_id, world, tier, calls
+        self._model = model if tier == AccessTier.WHITE_BOX else None
+        self._queries = 0
         self._budget = query_budget if tier == AccessTier.BLACK_BOX else None
 
     @property
@@ -112,12 +137,12 @@ class OrganismHandle:
     def generate(self, prompts: Sequence[str], max_new_tokens: int = 12) -> list[str]:
         """Greedy completions, as the organism would answer in deployment."""
         self._spend(len(prompts))
-        return generate(self._model, self._tokenizer, list(prompts), max_new_tokens)
+        return self._calls.generate(list(prompts), max_new_tokens)
 
     def logprobs(self, prompts: Sequence[str], completions: Sequence[str]) -> np.ndarray:
         """Log-probability of each completion given its prompt."""
         self._spend(len(prompts))
-        return np.asarray(completion_logprobs(self._model, self._tokenizer, list(prompts), list(completions)))
+        return np.asarray(self._calls.logprobs(list(prompts), list(completions)), dtype=float)
 
     def _spend(self, n: int) -> None:
         left = self.queries_left
@@ -139,10 +164,10 @@ class OrganismHandle:
         self._require_white_box("activations")
         rows = torch.arange(len(prompts))
         if completions is None:
-            batch = encode_prompts(self._tokenizer, list(prompts))
+            batch = encode_prompts(self._world.tokenizer, list(prompts))
             at = torch.full((len(prompts),), -1)
         else:
-            batch = encode_examples(self._tokenizer, list(prompts), list(completions))
+            batch = encode_examples(self._world.tokenizer, list(prompts), list(completions))
             answer = batch.pop("labels") != -100  # the completion's tokens and the eos
             start, length = answer.float().argmax(1), answer.sum(1) - 1
             at = start + (torch.full_like(length, token) if token >= 0 else length + token).clamp(0, None)

@@ -113,6 +113,8 @@ class Executor(Protocol):
     info: DetectorInfo
     tracks: frozenset[Track]
     query_budget: int | None
+    fits: bool
+    """Whether the detector learns from dev (`fit`)."""
 
     def fit(self, dev: Sequence[DevOrganism]) -> str | None: ...
 
@@ -126,11 +128,12 @@ class InProcess:
 
     def __init__(self, detector: Detector, catalog: Catalog, query_budget: int | None = None) -> None:
         self.detector, self.catalog, self.tracks = detector, catalog, frozenset(detector.tracks)
+        self.fits = getattr(detector, "fit", None) is not None
         self.query_budget = query_budget if detector.tier == AccessTier.BLACK_BOX else None
         self.info = DetectorInfo(name=detector.name, source_sha256=source_sha256(detector), tier=detector.tier)
 
     def fit(self, dev: Sequence[DevOrganism]) -> str | None:
-        if getattr(self.detector, "fit", None) is None:
+        if not self.fits:
             return None
         handles = [LabeledOrganism(open_handle(self.catalog, o.id, self.detector.tier), o.label, o.family, o.role)
                    for o in dev]

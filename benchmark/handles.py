@@ -8,7 +8,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-from benchmark.api import AccessTier, OrganismHandle, World
+from benchmark.api import AccessTier, LocalModel, OrganismHandle, World
 from model_organisms.catalog import Catalog
 from model_organisms.organism import load_organism
 from model_organisms.worlds import WORLDS
@@ -30,7 +30,8 @@ def handle_at(directory: Path, catalog_fingerprint: str, tier: AccessTier,
               query_budget: int | None = None) -> OrganismHandle:
     """A handle from an organism directory alone (all a sandboxed detector gets to see)."""
     model, tokenizer, card = load_organism(directory)
-    return OrganismHandle(card.id, public_world(card.world, catalog_fingerprint), tier, model, tokenizer, query_budget)
+    return OrganismHandle(card.id, public_world(card.world, catalog_fingerprint), tier, LocalModel(model, tokenizer),
+                          model, query_budget)
 
 
 def open_handle(catalog: Catalog, organism_id: str, tier: AccessTier, query_budget: int | None = None) -> OrganismHandle:

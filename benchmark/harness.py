@@ -15,7 +15,7 @@ from typing import Protocol
 from benchmark.api import Track
 from benchmark.executors import DevOrganism, Executor
 from benchmark.records import CatalogRef, Curve, DetectorInfo, Metric, Prediction, RunRecord, package_versions
-from benchmark.scoring import score_audit, score_elicit, score_monitor
+from benchmark.scoring import score_audit, score_elicit, score_left_out, score_monitor
 from benchmark.tracks import elicited, misbehaves, monitor_stream
 from model_organisms.catalog import Catalog
 
@@ -58,6 +58,20 @@ def score(catalog: Catalog, track: Track, predictions: list[Prediction]) -> tupl
     return score_elicit(predictions, success, key), None
 
 
+def leave_one_family_out(executor: Executor, catalog: Catalog, ids: list[str]) -> dict[str, list[Prediction]]:
+    """For each family of dev's deceptive organisms: fit on dev without that family (its twins too), then
+    audit every organism of the split again (all of them, so which ones are asked reveals no label)."""
+    dev = dev_organisms(catalog)
+    families = sorted({o.family for o in dev if o.label == 1})
+    if len(families) < 2:
+        return {}
+    left_out = {}
+    for family in families:
+        executor.fit([o for o in dev if o.family != family])
+        left_out[family] = [executor.answer(oid, Track.AUDIT) for oid in ids]
+    return left_out
+
+
 def evaluate(executor: Executor, catalog: Catalog, split: str, track: Track = Track.AUDIT,
              store: Journal | None = None, progress: Callable[[int, int], None] | None = None) -> RunRecord:
     """Run one track on one split and score it; with `store`, resume and then store the run."""
@@ -78,14 +92,17 @@ def evaluate(executor: Executor, catalog: Catalog, split: str, track: Track = Tr
                     store.journal(run_id, done[oid])
             if progress:
                 progress(i + 1, len(ids))
+        refit = track == Track.AUDIT and executor.fits and fit_error is None
+        left_out = leave_one_family_out(executor, catalog, ids) if refit else {}
     finally:
         executor.close()
     predictions = [done[oid] for oid in ids]
     metrics, roc = score(catalog, track, predictions)
+    metrics += score_left_out(left_out, catalog.answer_key())
     record = RunRecord(run_id=run_id, track=track, query_budget=budget, started_at=started_at,
                        detector=executor.info, catalog=ref, fit_seconds=fit_seconds, fit_error=fit_error,
-                       total_seconds=time.perf_counter() - start,
-                       predictions=predictions, metrics=metrics, roc=roc, versions=package_versions())
+                       total_seconds=time.perf_counter() - start, predictions=predictions, left_out=left_out,
+                       metrics=metrics, roc=roc, versions=package_versions())
     if store:
         store.add(record)
     return record

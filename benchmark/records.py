@@ -83,6 +83,8 @@ class RunRecord(BaseModel):
     fit_error: str | None = None
     total_seconds: float
     predictions: list[Prediction]
+    left_out: dict[str, list[Prediction]] = Field(default_factory=dict)
+    """Audit answers after fitting on dev without one family (keyed by it), for leave-one-family-out scores."""
     metrics: list[Metric]
     roc: Curve | None = None
     versions: dict[str, str] = Field(default_factory=dict)

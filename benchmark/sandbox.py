@@ -7,6 +7,10 @@ database, the catalog cache and the user's home are never mounted. Resources are
 (processes, memory) and per-organism budgets of wall time and CPU time that the parent enforces, killing
 the whole sandbox when one is exceeded; the next organism gets a fresh sandbox.
 
+A black-box detector gets no organism files at all: its handles send every query to the parent, which
+answers from the model outside the sandbox, only for the organism being asked about (or dev organisms
+while fitting), and counts the queries itself against the budget.
+
 Where bubblewrap or the cgroup controllers are missing, `sandbox_unavailable` says why, and sealed-split
 runs are refused rather than run unprotected.
 """
@@ -25,17 +29,22 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
-from benchmark.api import AccessTier, Track
+from benchmark.api import AccessTier, LocalModel, Track
 from benchmark.executors import DevOrganism, check_elicitation, check_probability, check_scores
 from benchmark.records import DetectorInfo, Prediction
 from benchmark.registry import DetectorSource, UnknownDetector
 from model_organisms.catalog import Catalog
+from model_organisms.organism import load_organism
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CONTROLLERS = ("pids", "memory", "cpuacct")
 PROJECT_PACKAGES = ("benchmark", "model_organisms", "detectors", "leaderboard")
+MAX_QUERY_PROMPTS = 4096
+MAX_PROMPT_CHARS = 4000
+MAX_NEW_TOKENS = 64
 
 
 @dataclass(frozen=True)
@@ -172,25 +181,34 @@ class Sandboxed:
         self._proc: subprocess.Popen | None = None
         self._cgroup: _Cgroup | None = None
         self._dev: list[DevOrganism] = []
+        self._white_box = False  # until the detector says so, no organism file is mounted
+        self._served = 0
         self.scratch = Path(tempfile.mkdtemp(prefix="dab-sandbox-"))
         try:
             hello = self._start()
+            if hello["tier"] == AccessTier.WHITE_BOX.value:
+                self._stop()
+                self._white_box = True
+                hello = self._start()
         except BaseException:
             shutil.rmtree(self.scratch, ignore_errors=True)
             raise
         # The hash is taken here from the files, never from the sandboxed code, which could lie about it.
         self.info = DetectorInfo(name=hello["name"], source_sha256=source.sha256(), tier=hello["tier"])
-        self.tracks = frozenset(Track(t) for t in hello.get("tracks", [])) & set(Track)
-        if self.info.tier == AccessTier.WHITE_BOX:
+        self.tracks = frozenset(Track(t) for t in hello.get("tracks", []) if t in set(Track))
+        self.fits = hello.get("fits") is True
+        if self._white_box:
             self.query_budget = None
 
     def _start(self) -> dict:
         organisms = self.catalog.directory / "organisms"
         job = {"source": {"kind": self.source.kind, "target": self.source.target},
-               "fingerprint": self.catalog.fingerprint, "organisms": str(organisms), "query_budget": self.query_budget}
+               "fingerprint": self.catalog.fingerprint, "world": self.catalog.manifest.world,
+               "organisms": str(organisms) if self._white_box else None, "query_budget": self.query_budget}
         argv = [sys.executable, "-m", "benchmark.sandbox_worker", json.dumps(job)]
         self._cgroup = _Cgroup(self.limits)
-        command = bwrap_command(self.scratch, [organisms, *self.source.paths()], argv, self.threads)
+        mounted = [organisms] if self._white_box else []
+        command = bwrap_command(self.scratch, [*mounted, *self.source.paths()], argv, self.threads)
         self._proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                       preexec_fn=self._cgroup.enter, text=True, bufsize=1)
         hello = self._call({"cmd": "hello"})
@@ -207,15 +225,21 @@ class Sandboxed:
             self._proc.wait()
         self._proc, self._cgroup = None, None
 
-    def _call(self, message: dict) -> dict:
-        """Send one request; wait for the answer within the limits, or kill the sandbox and say why."""
-        assert self._proc and self._cgroup and self._proc.stdin and self._proc.stdout
-        cpu_start, start = self._cgroup.cpu_seconds(), time.monotonic()
+    def _send(self, message: dict) -> None:
+        assert self._proc and self._proc.stdin
         try:
             self._proc.stdin.write(json.dumps(message) + "\n")
             self._proc.stdin.flush()
         except BrokenPipeError:
             pass
+
+    def _call(self, message: dict, asked: frozenset[str] = frozenset(), budget: int | None = None) -> dict:
+        """Send one request; serve the model queries it makes about the organisms in `asked` (within `budget`);
+        wait for the answer within the limits, or kill the sandbox and say why."""
+        assert self._proc and self._cgroup and self._proc.stdout
+        cpu_start, start = self._cgroup.cpu_seconds(), time.monotonic()
+        self._served = 0
+        self._send(message)
         while True:
             ready, _, _ = select.select([self._proc.stdout], [], [], 0.1)
             if ready:
@@ -224,15 +248,38 @@ class Sandboxed:
                     return {"error": self._death_cause()}
                 try:
                     reply = json.loads(line)
-                    if isinstance(reply, dict):
-                        return reply
                 except ValueError:
-                    pass
-                return self._kill("sent a malformed reply")
+                    reply = None
+                if not isinstance(reply, dict):
+                    return self._kill("sent a malformed reply")
+                if "query" not in reply:
+                    return reply
+                answer = self._serve(reply, asked, budget)
+                if answer is None:
+                    return self._kill("sent a malformed query")
+                self._send(answer)
+                continue
             if time.monotonic() - start > self.limits.wall_seconds:
                 return self._kill(f"timed out: exceeded the wall-time limit of {self.limits.wall_seconds:g} s")
             if self._cgroup.cpu_seconds() - cpu_start > self.limits.cpu_seconds:
                 return self._kill(f"exceeded the CPU-time limit of {self.limits.cpu_seconds:g} s")
+
+    def _serve(self, query: dict, asked: frozenset[str], budget: int | None) -> dict | None:
+        """Answer one black-box query from outside the sandbox; None when it is malformed or not allowed."""
+        texts = lambda v: isinstance(v, list) and len(v) <= MAX_QUERY_PROMPTS and all(  # noqa: E731
+            isinstance(t, str) and len(t) <= MAX_PROMPT_CHARS for t in v)
+        prompts, kind = query.get("prompts"), query.get("query")
+        tokens, completions = query.get("max_new_tokens"), query.get("completions")
+        if (self._white_box or query.get("id") not in asked or not texts(prompts)
+                or not (kind == "generate" and type(tokens) is int and 1 <= tokens <= MAX_NEW_TOKENS
+                        or kind == "logprobs" and texts(completions) and len(completions) == len(prompts))):
+            return None
+        if budget is not None and self._served + len(prompts) > budget:
+            return {"error": f"{len(prompts)} queries asked, {budget - self._served} left of the budget of {budget}"}
+        model = _local_model(self.catalog.organism_dir(query["id"]))
+        result = model.generate(prompts, tokens) if kind == "generate" else model.logprobs(prompts, completions)
+        self._served += len(prompts)
+        return {"result": result}
 
     def _death_cause(self) -> str:
         assert self._proc and self._cgroup
@@ -258,7 +305,7 @@ class Sandboxed:
             return None
         if self._proc is None:
             self._start()
-        error = self._call({"cmd": "fit", "dev": [vars(o) for o in self._dev]}).get("error")
+        error = self._fit().get("error")
         if error:
             self._dev = []
         return error
@@ -269,9 +316,10 @@ class Sandboxed:
         if self._proc is None:  # the previous organism broke a limit: a fresh sandbox, fitted again
             self._start()
             if self._dev:
-                reply = self._call({"cmd": "fit", "dev": [vars(o) for o in self._dev]})
+                reply = self._fit()
         if "error" not in reply:
-            reply = self._call({"cmd": "answer", "id": organism_id, "track": track.value, "inputs": list(inputs)})
+            reply = self._call({"cmd": "answer", "id": organism_id, "track": track.value, "inputs": list(inputs)},
+                               frozenset({organism_id}), self.query_budget)
         if "prediction" in reply:
             try:  # the reply comes from the sandbox: check it as untrusted input
                 prediction = Prediction.model_validate(reply["prediction"])
@@ -279,15 +327,26 @@ class Sandboxed:
                     raise ValueError("answered for another organism")
                 if prediction.error is None:
                     _check(prediction, track, len(inputs))
+                if not self._white_box:  # the parent's own count, not what the sandbox claims
+                    prediction.queries = self._served
                 return prediction
             except ValueError:
                 reply = self._kill("sent a malformed reply")
         return Prediction(organism_id=organism_id, score=None, error=str(reply.get("error", "sent a malformed reply")),
                           seconds=time.monotonic() - start, queries=0)
 
+    def _fit(self) -> dict:
+        return self._call({"cmd": "fit", "dev": [vars(o) for o in self._dev]}, frozenset(o.id for o in self._dev))
+
     def close(self) -> None:
         self._stop()
         shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+@lru_cache(maxsize=4)
+def _local_model(directory: Path) -> LocalModel:
+    model, tokenizer, _ = load_organism(directory)
+    return LocalModel(model, tokenizer)
 
 
 def _check(prediction: Prediction, track: Track, n_inputs: int) -> None:

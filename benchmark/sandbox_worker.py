@@ -1,6 +1,7 @@
 """The process inside the sandbox: loads the submitted detector and answers one JSON request per line.
 
-It sees only what the sandbox mounts: organism directories (read-only) and its scratch directory.
+It sees only what the sandbox mounts: its scratch directory and, for a white-box detector, the organism
+directories (read-only). A black-box detector's handles ask the parent for every model call.
 """
 
 from __future__ import annotations
@@ -8,17 +9,36 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from benchmark.api import LabeledOrganism, Track
+from benchmark.api import LabeledOrganism, OrganismHandle, QueryBudgetExceeded, Track
 from benchmark.executors import answer, describe, fit_detector
-from benchmark.handles import handle_at
+from benchmark.handles import handle_at, public_world
 from benchmark.registry import DetectorSource, instantiate
+
+
+class ParentQueries:
+    """Black-box calls answered by the harness outside the sandbox: the model never enters it."""
+
+    def __init__(self, organism_id: str, ask: Callable[[dict], dict]) -> None:
+        self._id, self._ask = organism_id, ask
+
+    def generate(self, prompts: list[str], max_new_tokens: int) -> list[str]:
+        return self._call({"query": "generate", "prompts": prompts, "max_new_tokens": max_new_tokens})
+
+    def logprobs(self, prompts: list[str], completions: list[str]) -> list[float]:
+        return self._call({"query": "logprobs", "prompts": prompts, "completions": completions})
+
+    def _call(self, query: dict) -> list:
+        answer = self._ask({**query, "id": self._id})
+        if "error" in answer:
+            raise QueryBudgetExceeded(answer["error"])
+        return answer["result"]
 
 
 def serve(job: dict, requests, replies) -> None:
     main_pid = os.getpid()
-    organisms = Path(job["organisms"])
     detector = None
 
     def reply(message: dict) -> None:
@@ -27,22 +47,32 @@ def serve(job: dict, requests, replies) -> None:
         replies.write(json.dumps(message) + "\n")
         replies.flush()
 
-    for line in requests:
+    def ask(query: dict) -> dict:
+        reply(query)
+        return json.loads(requests.readline())
+
+    def handle(organism_id: str, budget: int | None = None) -> OrganismHandle:
+        if job["organisms"]:
+            return handle_at(Path(job["organisms"]) / organism_id, job["fingerprint"], detector.tier, budget)
+        world = public_world(job["world"], job["fingerprint"])
+        return OrganismHandle(organism_id, world, detector.tier, ParentQueries(organism_id, ask), None, budget)
+
+    while line := requests.readline():
         request = json.loads(line)
         if request["cmd"] == "hello":
             try:
                 detector = instantiate(DetectorSource(**job["source"]))
-                reply({"name": detector.name, "tier": detector.tier.value, "tracks": sorted(detector.tracks)})
+                reply({"name": detector.name, "tier": detector.tier.value, "tracks": sorted(detector.tracks),
+                       "fits": getattr(detector, "fit", None) is not None})
             except Exception as e:  # noqa: BLE001 - reported to the parent as a contract failure
                 reply({"error": f"cannot load detector: {describe(e)}"})
         elif request["cmd"] == "fit":
-            dev = [LabeledOrganism(handle_at(organisms / o["id"], job["fingerprint"], detector.tier), o["label"],
-                                   o["family"], o["role"]) for o in request["dev"]]
+            dev = [LabeledOrganism(handle(o["id"]), o["label"], o["family"], o["role"]) for o in request["dev"]]
             error = fit_detector(detector, dev)
             reply({"error": error} if error else {"ok": True})
         elif request["cmd"] == "answer":
-            handle = handle_at(organisms / request["id"], job["fingerprint"], detector.tier, job["query_budget"])
-            prediction = answer(detector, handle, Track(request["track"]), request["inputs"])
+            prediction = answer(detector, handle(request["id"], job["query_budget"]), Track(request["track"]),
+                                request["inputs"])
             reply({"prediction": prediction.model_dump(mode="json")})
 
 

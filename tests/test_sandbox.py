@@ -31,7 +31,7 @@ from benchmark.api import AccessTier, Track
 class Hostile:
     name = "hostile"
     tracks = frozenset({{Track.AUDIT}})
-    tier = AccessTier.BLACK_BOX
+    tier = AccessTier.{tier}
 
     def audit(self, organism):
         if organism.id != {victim!r}:
@@ -64,7 +64,14 @@ ATTACKS = {
             except OSError:
                 pass
         open({organism_file!r}, "w").write("overwritten")
-    """, "raised OSError: [Errno 30] Read-only file system"),
+    """, "raised OSError: [Errno 30] Read-only file system", "WHITE_BOX"),
+    "loads the weights at the black-box tier": ("""
+        return 0.99 if len(open({organism_file!r}, "rb").read()) else 0.5
+    """, "raised FileNotFoundError"),
+    "reaches for the model behind its black-box handle": ("""
+        calls = object.__getattribute__(organism, "_calls")
+        return 0.99 if vars(calls).get("_model") is not None else 0.01
+    """, None),
     "forks without end": ("""
         while True:
             try:
@@ -116,8 +123,8 @@ def test_a_hostile_detector_is_contained(attack: str, tiny_catalog: Catalog, tmp
     victim = ids[1]
     organism_file = tiny_catalog.organism_dir(victim) / "model.safetensors"
     outside = tmp_path / "escaped.txt"
-    body, expected_error = ATTACKS[attack]
-    source = TEMPLATE.format(victim=victim, body=textwrap.indent(textwrap.dedent(body.format(
+    body, expected_error, *tier = ATTACKS[attack]
+    source = TEMPLATE.format(victim=victim, tier=(tier or ["BLACK_BOX"])[0], body=textwrap.indent(textwrap.dedent(body.format(
         answer_key=str(tiny_catalog.directory / "answer_key.json"), port=port, outside=str(outside),
         organism_file=str(organism_file))), " " * 8))
     path = tmp_path / "hostile.py"
@@ -159,7 +166,7 @@ def test_without_bubblewrap_sealed_runs_are_refused(tiny_catalog: Catalog, monke
 def test_a_fit_that_never_ends_is_cut_off_and_the_detector_runs_unfitted(tiny_catalog: Catalog,
                                                                          tmp_path: Path) -> None:
     path = tmp_path / "slow_fit.py"
-    path.write_text(TEMPLATE.format(victim="none", body="        return 0.9") + textwrap.indent(textwrap.dedent("""
+    path.write_text(TEMPLATE.format(victim="none", tier="BLACK_BOX", body="        return 0.9") + textwrap.indent(textwrap.dedent("""
         def fit(self, dev):
             while True:
                 pass
@@ -184,8 +191,28 @@ def test_a_forged_reply_is_refused_and_credited_to_no_one(forgery: str, tiny_cat
         return 0.7
     """
     path = tmp_path / "forger.py"
-    path.write_text(TEMPLATE.format(victim=ids[1], body=textwrap.indent(textwrap.dedent(body), " " * 8)))
+    path.write_text(TEMPLATE.format(victim=ids[1], tier="BLACK_BOX", body=textwrap.indent(textwrap.dedent(body), " " * 8)))
     record = evaluate(Sandboxed(resolve(str(path)), tiny_catalog, LIMITS), tiny_catalog, "test")
     answers = {p.organism_id: p for p in record.predictions}
     assert answers[ids[1]].error == "sent a malformed reply" and answers[ids[1]].score is None
     assert answers[ids[0]].score == 0.3 and answers[ids[2]].score == 0.3  # nothing credited to the others
+
+
+@pytest.mark.parametrize(("body", "expected_error"), [
+    ('ask({"query": "generate", "id": organism.id, "prompts": ["x"] * 150, "max_new_tokens": 4})',
+     "raised RuntimeError: 150 queries asked, 100 left of the budget of 100"),
+    ('ask({"query": "generate", "id": OTHER, "prompts": ["x"], "max_new_tokens": 4})', "sent a malformed query"),
+])
+def test_the_parent_counts_black_box_queries_and_serves_only_the_organism_asked_about(
+        body: str, expected_error: str, tiny_catalog: Catalog, tmp_path: Path) -> None:
+    ids = tiny_catalog.ids("test")
+    path = tmp_path / "bypass.py"
+    path.write_text(TEMPLATE.format(victim=ids[1], tier="BLACK_BOX", body=textwrap.indent(textwrap.dedent(f"""
+        ask = object.__getattribute__(organism, "_calls")._ask  # around the handle's own count
+        answer = {body.replace("OTHER", repr(ids[0]))}
+        raise RuntimeError(answer.get("error", "served"))
+    """), " " * 8)))
+    record = evaluate(Sandboxed(resolve(str(path)), tiny_catalog, LIMITS, query_budget=100), tiny_catalog, "test")
+    victim = next(p for p in record.predictions if p.organism_id == ids[1])
+    assert expected_error in victim.error and victim.queries == 0
+    assert all(p.score == 0.3 for p in record.predictions if p.organism_id != ids[1])
