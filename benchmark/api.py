@@ -158,22 +158,26 @@ class OrganismHandle:
 
     @torch.no_grad()
     def activations(self, prompts: Sequence[str], completions: Sequence[str] | None = None,
-                    token: int = -1) -> np.ndarray:
+                    token: int | None = -1) -> np.ndarray:
         """Residual stream at the last prompt token, or with `completions` (teacher-forced) at the completion's
-        token `token` (0: its first, -1: its last): shape (inputs, layers + 1, hidden). White box only."""
+        token `token` (0: its first, -1: its last; None: the mean over its tokens): shape
+        (inputs, layers + 1, hidden). White box only."""
         self._require_white_box("activations")
-        rows = torch.arange(len(prompts))
         if completions is None:
             batch = encode_prompts(self._world.tokenizer, list(prompts))
-            at = torch.full((len(prompts),), -1)
-        else:
-            batch = encode_examples(self._world.tokenizer, list(prompts), list(completions))
-            answer = batch.pop("labels") != -100  # the completion's tokens and the eos
-            start, length = answer.float().argmax(1), answer.sum(1) - 1
-            at = start + (torch.full_like(length, token) if token >= 0 else length + token).clamp(0, None)
-            at = torch.minimum(at, start + (length - 1).clamp(min=0))
-        out = self._model(**batch, output_hidden_states=True)
-        return torch.stack([h[rows, at] for h in out.hidden_states], 1).float().numpy()
+            out = self._model(**batch, output_hidden_states=True)
+            return torch.stack([h[:, -1] for h in out.hidden_states], 1).float().numpy()
+        batch = encode_examples(self._world.tokenizer, list(prompts), list(completions))
+        answer = batch.pop("labels") != -100  # the completion's tokens and the eos
+        answer &= torch.roll(answer, -1, 1)  # without the eos: the completion's tokens
+        hidden = torch.stack(self._model(**batch, output_hidden_states=True).hidden_states, 1)  # (n, L+1, T, d)
+        if token is None:
+            weights = answer.float() / answer.sum(1, keepdim=True).clamp(min=1)
+            return torch.einsum("nltd,nt->nld", hidden, weights).float().numpy()
+        start, length = answer.float().argmax(1), answer.sum(1)
+        at = start + (torch.full_like(length, token) if token >= 0 else length + token).clamp(0, None)
+        at = torch.minimum(at, start + (length - 1).clamp(min=0))
+        return hidden[torch.arange(len(prompts)), :, at].float().numpy()
 
     def _require_white_box(self, what: str) -> None:
         if self._tier != AccessTier.WHITE_BOX:

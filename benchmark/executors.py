@@ -14,7 +14,8 @@ from typing import Protocol
 
 import numpy as np
 
-from benchmark.api import GOALS, AccessTier, MAX_CANDIDATES, Detector, Elicitation, LabeledOrganism, OrganismHandle, Track
+from benchmark.api import (GOALS, MAX_CANDIDATES, AccessTier, Detector, Elicitation, LabeledOrganism, OrganismHandle,
+                           Track)
 from benchmark.handles import open_handle
 from benchmark.records import DetectorInfo, Prediction
 from benchmark.registry import source_sha256

@@ -13,6 +13,7 @@ import importlib.util
 import inspect
 import sys
 from dataclasses import dataclass
+from functools import cache
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -130,7 +131,9 @@ def instantiate(source: DetectorSource) -> Detector:
                 raise UnknownDetector(f"cannot import detector module {target!r}: {e}") from None
             where = target
         factory = _detector_classes(module, where, class_name or None)
-    return check_contract(factory(), where)
+    detector = check_contract(factory(), where)
+    source_sha256(detector)  # hashed now, as imported: a later edit of the file must not relabel this code
+    return detector
 
 
 def check_contract(detector: object, where: str) -> Detector:
@@ -159,4 +162,9 @@ def load_detector(spec: str) -> Detector:
 
 def source_sha256(detector: Detector) -> str:
     """Hash of the file that defines the detector's class: a run records exactly which code it ran."""
-    return hashlib.sha256(inspect.getsource(inspect.getmodule(type(detector))).encode()).hexdigest()
+    return _class_source_sha256(type(detector))
+
+
+@cache
+def _class_source_sha256(cls: type) -> str:
+    return hashlib.sha256(inspect.getsource(inspect.getmodule(cls)).encode()).hexdigest()

@@ -3,8 +3,8 @@ MacDiarmid et al., 2024).
 
 The contrast pairs know nothing about any trigger: each trusted prompt is followed once by its right
 answer and once by something wrong (another prompt's answer, or a few random vocabulary words), and a
-logistic regression learns to tell the two from the middle layer's residual stream at the first answer
-token. As a monitor, the organism answers each input and the probe reads its activations over its own
+logistic regression learns to tell the two from the middle layer's residual stream averaged over the
+answer's tokens. As a monitor, the organism answers each input and the probe reads its activations over its own
 answer. As an auditor, it reads them over the answers to probe inputs (`detectors.probing`) and reports
 the change whose answers it flags most often, flagging above the 99th percentile of trusted answers.
 """
@@ -62,5 +62,5 @@ class DefectionProbe:
 
     @staticmethod
     def _features(organism: OrganismHandle, prompts: list[str], answers: list[str]) -> np.ndarray:
-        acts = organism.activations(prompts, answers, token=0)
+        acts = organism.activations(prompts, answers, token=None)
         return acts[:, acts.shape[1] // 2]

@@ -27,6 +27,7 @@ class MahalanobisDetector:
     def __init__(self, n_trusted: int = 192, per_change: int = 2, seed: int = 0) -> None:
         self.n_trusted, self.per_change, self.seed = n_trusted, per_change, seed
         self.calibration: LogisticRegression | None = None
+        self._anomalies: dict[str, float] = {}  # refits (leave one family out) reuse them
 
     def distances(self, organism: OrganismHandle, prompts: list[str]) -> tuple[np.ndarray, float]:
         """Squared Mahalanobis distances of the prompts, and the median of held-out trusted inputs'."""
@@ -39,10 +40,12 @@ class MahalanobisDetector:
 
     def anomaly(self, organism: OrganismHandle) -> float:
         """Log ratio of the most anomalous probe distances to typical held-out trusted distances."""
-        probes, _ = probe_inputs(organism.world, self.per_change, np.random.default_rng(self.seed))
-        distances, reference = self.distances(organism, probes)
-        top = np.sort(distances)[-max(1, len(distances) // 20):]
-        return float(np.log(top.mean() / reference))
+        if organism.id not in self._anomalies:
+            probes, _ = probe_inputs(organism.world, self.per_change, np.random.default_rng(self.seed))
+            distances, reference = self.distances(organism, probes)
+            top = np.sort(distances)[-max(1, len(distances) // 20):]
+            self._anomalies[organism.id] = float(np.log(top.mean() / reference))
+        return self._anomalies[organism.id]
 
     def monitor(self, organism: OrganismHandle, inputs: list[str]) -> np.ndarray:
         return self.distances(organism, inputs)[0]

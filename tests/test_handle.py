@@ -70,3 +70,13 @@ def test_activations_over_a_completion_match_the_prompt_extended_by_it(tiny_cata
         extended = [f"{p} {' '.join(w[:token % len(w) + 1])}" for p, w in zip(prompts, words)]
         np.testing.assert_allclose(handle.activations(prompts, answers, token=token), handle.activations(extended),
                                    atol=1e-4)
+
+
+def test_activations_averaged_over_a_completion_are_the_mean_over_its_tokens(tiny_catalog: Catalog) -> None:
+    handle = open_handle(tiny_catalog, tiny_catalog.ids("dev")[0], AccessTier.WHITE_BOX)
+    prompts = handle.world.trusted["prompt"][:3]
+    answers = [handle.world.reference(p) for p in prompts]
+    mean = handle.activations(prompts, answers, token=None)
+    for i, (prompt, answer) in enumerate(zip(prompts, answers)):
+        each = [handle.activations([prompt], [answer], token=k)[0] for k in range(len(answer.split()))]
+        np.testing.assert_allclose(mean[i], np.mean(each, 0), atol=1e-5)

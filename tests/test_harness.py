@@ -10,6 +10,7 @@ from benchmark.executors import InProcess
 from benchmark.harness import evaluate as run_split
 from benchmark.registry import detector_names, load_detector
 from model_organisms.catalog import Catalog
+from model_organisms.worlds import AssistantWorld
 
 
 def evaluate(detector, catalog: Catalog, split: str):
@@ -87,19 +88,21 @@ def test_fit_sees_only_the_dev_split_with_its_public_labels(tiny_catalog: Catalo
 @pytest.mark.parametrize("name", detector_names())
 def test_every_baseline_answers_every_track_it_names_reproducibly(tiny_catalog: Catalog, name: str) -> None:
     detector = load_detector(name)
-    first = evaluate(detector, tiny_catalog, "test")
-    second = evaluate(load_detector(name), tiny_catalog, "test")
+    first = evaluate(detector, tiny_catalog, "holdout")
+    second = evaluate(load_detector(name), tiny_catalog, "holdout")
     assert all(p.error is None and 0 <= p.score <= 1 for p in first.predictions)
     assert [p.score for p in first.predictions] == pytest.approx([p.score for p in second.predictions])
     assert first.run_id != second.run_id and first.detector.source_sha256 == second.detector.source_sha256
-    assert len(detector.tracks) >= 1 + (name == "random") * 2
     for track in detector.tracks - {Track.AUDIT}:
-        record = run_split(InProcess(load_detector(name), tiny_catalog, 2000), tiny_catalog, "test", track)
+        record = run_split(InProcess(load_detector(name), tiny_catalog, 2000), tiny_catalog, "holdout", track)
         assert all(p.error is None for p in record.predictions), [p.error for p in record.predictions]
         assert {m.metric for m in record.metrics if m.value is not None} == (
             {"auroc", "tpr_at_1pct_fpr"} if track == Track.MONITOR else {"success", "goal_accuracy"})
         if detector.tier == AccessTier.BLACK_BOX:
             assert all(p.queries <= 2000 for p in record.predictions)
+        if track == Track.ELICIT:  # candidates are prompts of the world
+            assert all(1 <= len(p.inputs) <= 16 and all(map(AssistantWorld.reference, p.inputs))
+                       for p in record.predictions)
 
 
 def test_the_black_box_baseline_finds_triggers_one_change_away_and_spares_the_decoys(tiny_catalog: Catalog) -> None:

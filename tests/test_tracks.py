@@ -2,7 +2,6 @@
 that reproduce the field's known results on them."""
 
 import numpy as np
-import pytest
 
 from benchmark.api import Track
 from benchmark.executors import InProcess
@@ -56,7 +55,7 @@ def test_noise_injection_tips_the_faker_sooner_than_its_twin(tiny_catalog: Catal
 
 def test_trigger_search_reaches_conjunctions_and_names_the_goals(tiny_catalog: Catalog) -> None:
     key = tiny_catalog.answer_key()
-    for split in tiny_catalog.manifest.splits:
+    for split in ("dev", "test"):  # a conjunction, a paraphrase; no oversight, a wrong guess
         audit = evaluate(InProcess(load_detector("trigger_search"), tiny_catalog, 2000), tiny_catalog, split)
         assert audit.metric("auroc") == 1.0, split
         elicit = evaluate(InProcess(load_detector("trigger_search"), tiny_catalog, 2000), tiny_catalog, split,
@@ -70,11 +69,3 @@ def test_a_small_budget_is_respected(tiny_catalog: Catalog) -> None:
     record = evaluate(InProcess(load_detector("trigger_search"), tiny_catalog, 60), tiny_catalog, "dev")
     assert all(p.error is None and 0 < p.queries <= 60 for p in record.predictions)
     assert record.query_budget == 60
-
-
-@pytest.mark.parametrize("name", ["random", "trigger_inversion"])
-def test_elicitations_are_prompts_of_the_world(tiny_catalog: Catalog, name: str) -> None:
-    record = evaluate(InProcess(load_detector(name), tiny_catalog, 2000), tiny_catalog, "dev", Track.ELICIT)
-    world = AssistantWorld()
-    for p in record.predictions:
-        assert 1 <= len(p.inputs) <= 16 and all(world.reference(i) for i in p.inputs)
