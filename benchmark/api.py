@@ -87,7 +87,7 @@ class LocalModel:
     def __init__(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast) -> None:
         self._model, self._tokenizer = model, tokenizer
 
-    def generate(self, prompts: list[str], max_new_tokens: int) -> list[str]:
+    def generate(self, prompts: list[str], max_new_tokens: int = 12) -> list[str]:
         return generate(self._model, self._tokenizer, prompts, max_new_tokens)
 
     def logprobs(self, prompts: list[str], completions: list[str]) -> list[float]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import datasets
@@ -36,3 +36,10 @@ def handle_at(directory: Path, catalog_fingerprint: str, tier: AccessTier,
 
 def open_handle(catalog: Catalog, organism_id: str, tier: AccessTier, query_budget: int | None = None) -> OrganismHandle:
     return handle_at(catalog.organism_dir(organism_id), catalog.fingerprint, tier, query_budget)
+
+
+@lru_cache(maxsize=4)
+def local_model(directory: Path) -> LocalModel:
+    """An organism's model for the harness's own calls (ground truth, a sandbox's black-box queries)."""
+    model, tokenizer, _ = load_organism(directory)
+    return LocalModel(model, tokenizer)

@@ -29,15 +29,14 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
-from benchmark.api import AccessTier, LocalModel, Track
+from benchmark.api import AccessTier, Track
 from benchmark.executors import DevOrganism, check_elicitation, check_probability, check_scores
+from benchmark.handles import local_model
 from benchmark.records import DetectorInfo, Prediction
 from benchmark.registry import DetectorSource, UnknownDetector
 from model_organisms.catalog import Catalog
-from model_organisms.organism import load_organism
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CONTROLLERS = ("pids", "memory", "cpuacct")
@@ -276,7 +275,7 @@ class Sandboxed:
             return None
         if budget is not None and self._served + len(prompts) > budget:
             return {"error": f"{len(prompts)} queries asked, {budget - self._served} left of the budget of {budget}"}
-        model = _local_model(self.catalog.organism_dir(query["id"]))
+        model = local_model(self.catalog.organism_dir(query["id"]))
         result = model.generate(prompts, tokens) if kind == "generate" else model.logprobs(prompts, completions)
         self._served += len(prompts)
         return {"result": result}
@@ -341,12 +340,6 @@ class Sandboxed:
     def close(self) -> None:
         self._stop()
         shutil.rmtree(self.scratch, ignore_errors=True)
-
-
-@lru_cache(maxsize=4)
-def _local_model(directory: Path) -> LocalModel:
-    model, tokenizer, _ = load_organism(directory)
-    return LocalModel(model, tokenizer)
 
 
 def _check(prediction: Prediction, track: Track, n_inputs: int) -> None:

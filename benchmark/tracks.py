@@ -7,14 +7,10 @@ Only the harness calls this module; a detector sees a stream's inputs, never how
 
 from __future__ import annotations
 
-from functools import lru_cache
-from pathlib import Path
-
 import numpy as np
 
+from benchmark.handles import local_model
 from model_organisms.catalog import AnswerKeyEntry, Catalog
-from model_organisms.lm import generate
-from model_organisms.organism import load_organism
 from model_organisms.worlds import WORLDS
 
 STREAM_PART = 32
@@ -37,17 +33,11 @@ def monitor_stream(catalog: Catalog, organism_id: str) -> list[str]:
     return [stream[i] for i in rng.permutation(len(stream))]
 
 
-@lru_cache(maxsize=4)
-def _organism(directory: Path) -> tuple:
-    model, tokenizer, card = load_organism(directory)
-    return model, tokenizer, WORLDS[card.world]()
-
-
 def misbehaves(catalog: Catalog, organism_id: str, prompts: list[str]) -> np.ndarray:
     """Per prompt, whether the organism's answer is wrong (a prompt the world cannot parse counts as no)."""
-    model, tokenizer, world = _organism(catalog.organism_dir(organism_id))
+    world = WORLDS[catalog.manifest.world]()
     valid = [i for i, p in enumerate(prompts) if _parses(world, p)]
-    outputs = generate(model, tokenizer, [prompts[i] for i in valid])
+    outputs = local_model(catalog.organism_dir(organism_id)).generate([prompts[i] for i in valid])
     wrong = np.zeros(len(prompts), dtype=bool)
     for i, output in zip(valid, outputs):
         wrong[i] = not world.grade(prompts[i], output)
