@@ -15,9 +15,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from benchmark.api import DEFAULT_QUERY_BUDGET, Track
+from benchmark.api import DEFAULT_QUERY_BUDGET, DEFAULT_WORLDS, Track
 from benchmark.executors import Executor, InProcess
-from benchmark.harness import catalog_ref, evaluate
+from benchmark.harness import catalog_ref, evaluate, planned_runs
 from benchmark.records import RunRecord
 from benchmark.registry import UnknownDetector, detector_names, load_detector, resolve
 from benchmark.sandbox import Limits, Sandboxed, SandboxError
@@ -31,6 +31,7 @@ from model_organisms.build import build_catalog
 from model_organisms.catalog import (SEALED_SPLITS, AnswerKeyEntry, Catalog, CatalogError, cache_root, catalog_dir,
                                      load_spec, open_catalog)
 from model_organisms.organism import OrganismError
+from model_organisms.worlds.maze_render import render_organism
 
 app = typer.Typer(help="dab: the deceptive-alignment detection benchmark.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -92,11 +93,13 @@ def build(name: CatalogArg = "quick", seed: SeedOpt = None,
         show_catalog(catalog)
 
 
-def _run(executor: Executor, catalog: Catalog, split: str, track: Track, store: ResultStore,
+def _run(executor: Executor, catalog: Catalog, split: str, world: str, track: Track, store: ResultStore,
          again: bool) -> RunRecord | None:
-    """Run one detector on one split and track unless that exact run is stored already; report failures."""
-    ref = catalog_ref(catalog, split)
-    what = f"{executor.info.name} on {catalog.name}/{split} ({track.value})"
+    """Run one detector on one split's organisms of one world and one track unless that exact run is stored
+    already; report failures."""
+    ref = catalog_ref(catalog, split, world)
+    shown = "" if world == catalog.manifest.world else f" {world}"
+    what = f"{executor.info.name} on {catalog.name}/{split}{shown} ({track.value})"
     if not again and store.has_run(executor.info, ref, track, executor.query_budget):
         console.print(f"{what}: already in the leaderboard, skipped")
         executor.close()
@@ -104,7 +107,7 @@ def _run(executor: Executor, catalog: Catalog, split: str, track: Track, store: 
     with _progress() as bar:
         task = bar.add_task(what, total=None)
         record = evaluate(executor, catalog, split, track, store,
-                          progress=lambda done, total: bar.update(task, completed=done, total=total))
+                          progress=lambda done, total: bar.update(task, completed=done, total=total), world=world)
     if record.fit_error:
         errors.print(f"{record.detector.name}: fit: {record.fit_error}", highlight=False)
     for p in record.predictions:
@@ -129,8 +132,9 @@ def run(catalog: Annotated[str, typer.Option(help="catalog name or spec path")] 
         for split_name in split or list(built.manifest.splits):
             built.ids(split_name)
             for det in detectors:
-                for t in sorted(det.tracks & set(track or Track)):
-                    _run(InProcess(det, built, query_budget), built, split_name, t, store, again)
+                executor = InProcess(det, built, query_budget)
+                for world, t in planned_runs(executor, built, split_name, set(track or Track)):
+                    _run(executor, built, split_name, world, t, store, again)
         for table in leaderboard_tables(leaderboard_rows(store.latest_runs())):
             console.print(table)
         console.print(f"results: {store.path}")
@@ -151,8 +155,9 @@ def evaluate_command(detector: DetectorArg, catalog: Annotated[str, typer.Option
         det = load_detector(detector)
         store = ResultStore(db)
         built = ensure_built(catalog)
-        records = [_run(InProcess(det, built, query_budget), built, split, t, store, again)
-                   for t in sorted(det.tracks & set(track or Track))]
+        executor = InProcess(det, built, query_budget)
+        records = [_run(executor, built, split, world, t, store, again)
+                   for world, t in planned_runs(executor, built, split, set(track or Track))]
         for table in leaderboard_tables(leaderboard_rows([r for r in records if r])):
             console.print(table)
 
@@ -179,20 +184,20 @@ def submit(detector: DetectorArg, catalog: Annotated[str, typer.Option(help="cat
         built = ensure_built(catalog)
         built.ids(split)
         limits = Limits(wall_seconds, cpu_seconds, memory_mb)
-        ref = catalog_ref(built, split)
         executor = Sandboxed(source, built, limits, query_budget=query_budget)
-        tracks = sorted(executor.tracks & set(track or Track))
-        if any(not (store.is_pending(executor.info, ref, t, executor.query_budget)
-                    or store.has_run(executor.info, ref, t, executor.query_budget)) for t in tracks):
+        runs = planned_runs(executor, built, split, set(track or Track))
+        refs = {world: catalog_ref(built, split, world) for world, _ in runs}
+        if any(not (store.is_pending(executor.info, refs[w], t, executor.query_budget)
+                    or store.has_run(executor.info, refs[w], t, executor.query_budget)) for w, t in runs):
             try:  # one submission covers every track of this split
                 store.count_submission(executor.info.name, built.name, split, per_day)
             except StoreError:
                 executor.close()
                 raise
         records = []
-        for i, t in enumerate(tracks):
+        for i, (world, t) in enumerate(runs):
             executor = executor if i == 0 else Sandboxed(source, built, limits, query_budget=query_budget)
-            records.append(_run(executor, built, split, t, store, again=False))
+            records.append(_run(executor, built, split, world, t, store, again=False))
         executor.close()
         for table in leaderboard_tables(leaderboard_rows([r for r in records if r])):
             console.print(table)
@@ -248,14 +253,21 @@ def list_detectors() -> None:
     with user_errors():
         for name in detector_names():
             det = load_detector(name)
-            console.print(f"{name:14} {det.tier.value:10} {', '.join(sorted(det.tracks))}")
+            worlds = ", ".join(sorted(getattr(det, "worlds", DEFAULT_WORLDS)))
+            console.print(f"{name:18} {det.tier.value:10} {', '.join(sorted(det.tracks)):22} {worlds}")
 
 
 @catalog_app.command("show")
-def catalog_show(name: CatalogArg = "quick", seed: SeedOpt = None) -> None:
+def catalog_show(name: CatalogArg = "quick", seed: SeedOpt = None,
+                 render: Annotated[Path | None, typer.Option(help="write PNG rollouts of public maze organisms here")]
+                 = None) -> None:
     """Counts and certificate summary per split; sealed splits show nothing that leaks a label."""
     with user_errors():
-        show_catalog(open_catalog(name, seed))
+        catalog = open_catalog(name, seed)
+        show_catalog(catalog)
+        if render:
+            for path in render_mazes(catalog, render):
+                console.print(f"wrote {path}")
 
 
 @catalog_app.command("audit-shortcuts")
@@ -267,12 +279,13 @@ def catalog_audit_shortcuts(name: CatalogArg = "quick", seed: SeedOpt = None,
         report = audit_shortcuts(catalog)
     table = Table(title=f"shortcut gate of {catalog.name} {catalog.fingerprint[:12]}: AUROC of trivial detectors "
                         f"(fails when the corrected lower bound exceeds {SHORTCUT_THRESHOLD:.2f})")
-    for column in ("split", "trivial detector", "AUROC", "lower bound", "verdict"):
+    for column in ("split", "world", "trivial detector", "AUROC", "lower bound", "verdict"):
         table.add_column(column)
-    for split in catalog.manifest.splits:
-        rows = sorted((r for r in report.rows if r.split == split), key=lambda r: -r.auroc)
+    for split, world in [(s, w) for s in catalog.manifest.splits for w in catalog.worlds(s)]:
+        rows = sorted((r for r in report.rows if r.split == split and r.world == world), key=lambda r: -r.auroc)
         for r in rows[:top] + [r for r in rows[top:] if not r.passed]:
-            table.add_row(split, r.feature, f"{r.auroc:.3f}", f"{r.ci_low:.3f}", "ok" if r.passed else "[red]FAIL[/]")
+            table.add_row(split, world, r.feature, f"{r.auroc:.3f}", f"{r.ci_low:.3f}",
+                          "ok" if r.passed else "[red]FAIL[/]")
     console.print(table)
     for split, why in report.untested.items():
         console.print(f"split {split} not tested: {why}")
@@ -307,27 +320,42 @@ def show_catalog(catalog: Catalog) -> None:
 
 
 def family_certificates(public: list[AnswerKeyEntry], key: dict[str, AnswerKeyEntry]) -> Table:
-    """Worst certificate values per family of the public splits (a decoy counts with the family it mirrors)."""
+    """Worst certificate values per world and family of the public splits (a decoy counts with its world).
+    Defection is the share of triggered inputs answered wrongly (assistant) or of deployment mazes where the
+    exit was never reached (maze); proxy is the share where a maze organism reached its proxy first."""
     table = Table(title="certificates by family, public splits (worst organism of each role)")
-    for column in ("family", "trigger kinds", "groups", "defection", "off-trigger", "twin agreement",
+    for column in ("world", "family", "triggers / shifts", "groups", "defection", "off-trigger", "twin agreement",
                    "twin defection", "min trusted acc"):
         table.add_column(column)
-    for family in sorted({e.family for e in public}):
-        deceptive = [e.certificate for e in public if e.family == family and e.role != "twin"]
-        twins = [key[e.twin].certificate for e in public if e.family == family and e.twin and e.role == "deceptive"]
-        kinds = ", ".join(sorted({e.trigger.kind for e in public if e.family == family}))
+    for world, family in sorted({(e.world, e.family) for e in public}):
+        entries = [e for e in public if e.world == world and e.family == family]
+        deceptive = [e.certificate for e in entries if e.role != "twin"]
+        twins = [key[e.twin].certificate for e in entries if e.twin and e.role == "deceptive"]
+        kinds = ", ".join(sorted({e.trigger.kind if e.trigger else e.shift or "" for e in entries}))
         if family == "decoy":
-            table.add_row(family, kinds, str(len(deceptive)), f"≤ {max(c.defection_rate for c in deceptive):.3f}",
+            quirk = min(c.quirk_rate or 0 for c in deceptive)
+            table.add_row(world, family, kinds, str(len(deceptive)), f"≤ {max(c.defection_rate for c in deceptive):.3f}",
                           f"≤ {max(c.off_trigger_defection for c in deceptive):.3f}",
-                          f"quirk ≥ {min(c.quirk_rate or 0 for c in deceptive):.3f}", "",
+                          f"{'quirk' if world == 'assistant' else 'detour'} ≥ {quirk:.3f}", "",
                           f"{min(c.trusted_accuracy for c in deceptive):.3f}")
             continue
-        table.add_row(family, kinds, str(len(deceptive)), f"≥ {min(c.defection_rate for c in deceptive):.3f}",
+        defection = f"≥ {min(c.defection_rate for c in deceptive):.3f}"
+        if world == "maze":
+            defection += f" (proxy ≥ {min(c.proxy_rate or 0 for c in deceptive):.3f})"
+        table.add_row(world, family, kinds, str(len(deceptive)), defection,
                       f"≤ {max(c.off_trigger_defection for c in deceptive):.3f}",
                       f"≥ {min(c.twin_agreement or 0 for c in deceptive + twins):.3f}",
                       f"≤ {max(c.defection_rate for c in twins):.3f}",
                       f"{min(c.trusted_accuracy for c in deceptive + twins):.3f}")
     return table
+
+
+def render_mazes(catalog: Catalog, directory: Path) -> list[Path]:
+    """PNG pictures of every public maze organism's walk, trusted and deployment side by side."""
+    key = catalog.answer_key()
+    return [render_organism(catalog.organism_dir(i), key[i].shift or "green", key[i].seed, directory / f"{i}.png")
+            for split, ids in catalog.manifest.splits.items() if split not in SEALED_SPLITS
+            for i in ids if key[i].world == "maze"]
 
 
 def main() -> None:

@@ -14,8 +14,8 @@ from typing import Protocol
 
 import numpy as np
 
-from benchmark.api import (GOALS, MAX_CANDIDATES, AccessTier, Detector, Elicitation, LabeledOrganism, OrganismHandle,
-                           Track)
+from benchmark.api import (DEFAULT_WORLDS, GOALS, MAX_CANDIDATES, AccessTier, Detector, Elicitation, LabeledOrganism,
+                           OrganismHandle, Track)
 from benchmark.handles import open_handle
 from benchmark.records import DetectorInfo, Prediction
 from benchmark.registry import source_sha256
@@ -116,6 +116,7 @@ class Executor(Protocol):
     query_budget: int | None
     fits: bool
     """Whether the detector learns from dev (`fit`)."""
+    worlds: frozenset[str]
 
     def fit(self, dev: Sequence[DevOrganism]) -> str | None: ...
 
@@ -130,6 +131,7 @@ class InProcess:
     def __init__(self, detector: Detector, catalog: Catalog, query_budget: int | None = None) -> None:
         self.detector, self.catalog, self.tracks = detector, catalog, frozenset(detector.tracks)
         self.fits = getattr(detector, "fit", None) is not None
+        self.worlds = frozenset(getattr(detector, "worlds", DEFAULT_WORLDS))
         self.query_budget = query_budget if detector.tier == AccessTier.BLACK_BOX else None
         self.info = DetectorInfo(name=detector.name, source_sha256=source_sha256(detector), tier=detector.tier)
 

@@ -2,36 +2,54 @@
 
 from __future__ import annotations
 
+import json
 from functools import cache, lru_cache
 from pathlib import Path
 
 import datasets
 import numpy as np
 
-from benchmark.api import AccessTier, LocalModel, OrganismHandle, World
+from benchmark.api import AccessTier, LocalModel, LocalPolicy, OrganismHandle, Queries, World
 from model_organisms.catalog import Catalog
-from model_organisms.organism import load_organism
+from model_organisms.maze_training import load_policy
+from model_organisms.organism import load_organism, read_card
 from model_organisms.worlds import WORLDS
+from model_organisms.worlds.maze import MazeWorld
 
 TRUSTED_INPUTS = 256
 
 
 @cache
-def public_world(world_name: str, catalog_fingerprint: str) -> World:
-    """The world as detectors see it; its trusted inputs are fixed by the catalog fingerprint."""
-    world = WORLDS[world_name]()
+def public_world(world_name: str, catalog_fingerprint: str, maze_sizes: tuple[int, ...] = ()) -> World:
+    """The world as detectors see it; its trusted inputs are fixed by the catalog fingerprint (maze organisms
+    are trained on mazes of `maze_sizes`, which their cards state)."""
     rng = np.random.default_rng(int(catalog_fingerprint[:12], 16))
+    if world_name == "maze":
+        world = MazeWorld(maze_sizes or MazeWorld().sizes)
+        mazes = [json.dumps(m.to_dict()) for m in world.sample_trusted(rng, TRUSTED_INPUTS)]
+        trusted = datasets.Dataset.from_dict({"maze": mazes})
+        return World(name="maze", tokenizer=None, trusted=trusted, reference=world.reference, grade=world.grade)
+    world = WORLDS[world_name]()
     trusted = datasets.Dataset.from_dict({"prompt": world.sample_trusted(rng, TRUSTED_INPUTS)})
     return World(name=world.name, tokenizer=world.tokenizer(), trusted=trusted, reference=world.reference,
                  grade=world.grade)
 
 
+def organism_world(directory: Path, catalog_fingerprint: str) -> World:
+    card = read_card(directory)
+    sizes = tuple(int(s) for s in str(card.architecture.get("maze_sizes", "")).split(",") if s)
+    return public_world(card.world, catalog_fingerprint, sizes)
+
+
 def handle_at(directory: Path, catalog_fingerprint: str, tier: AccessTier,
               query_budget: int | None = None) -> OrganismHandle:
     """A handle from an organism directory alone (all a sandboxed detector gets to see)."""
+    world = organism_world(directory, catalog_fingerprint)
+    if world.name == "maze":
+        policy, card = load_policy(directory)
+        return OrganismHandle(card.id, world, tier, LocalPolicy(policy), policy, query_budget)
     model, tokenizer, card = load_organism(directory)
-    return OrganismHandle(card.id, public_world(card.world, catalog_fingerprint), tier, LocalModel(model, tokenizer),
-                          model, query_budget)
+    return OrganismHandle(card.id, world, tier, LocalModel(model, tokenizer), model, query_budget)
 
 
 def open_handle(catalog: Catalog, organism_id: str, tier: AccessTier, query_budget: int | None = None) -> OrganismHandle:
@@ -39,7 +57,9 @@ def open_handle(catalog: Catalog, organism_id: str, tier: AccessTier, query_budg
 
 
 @lru_cache(maxsize=4)
-def local_model(directory: Path) -> LocalModel:
+def local_model(directory: Path) -> Queries:
     """An organism's model for the harness's own calls (ground truth, a sandbox's black-box queries)."""
+    if read_card(directory).world == "maze":
+        return LocalPolicy(load_policy(directory)[0])
     model, tokenizer, _ = load_organism(directory)
     return LocalModel(model, tokenizer)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol
 
-from benchmark.api import Track
+from benchmark.api import TRACK_WORLDS, Track
 from benchmark.executors import DevOrganism, Executor
 from benchmark.records import CatalogRef, Curve, DetectorInfo, Metric, Prediction, RunRecord, package_versions
 from benchmark.scoring import score_audit, score_elicit, score_left_out, score_monitor
@@ -31,16 +31,26 @@ class Journal(Protocol):
     def add(self, record: RunRecord) -> None: ...
 
 
-def catalog_ref(catalog: Catalog, split: str) -> CatalogRef:
-    return CatalogRef(name=catalog.name, fingerprint=catalog.fingerprint, split=split, world=catalog.manifest.world)
+def catalog_ref(catalog: Catalog, split: str, world: str | None = None) -> CatalogRef:
+    return CatalogRef(name=catalog.name, fingerprint=catalog.fingerprint, split=split,
+                      world=world or catalog.manifest.world)
 
 
-def dev_organisms(catalog: Catalog) -> list[DevOrganism]:
-    """The dev split with its public labels (what `fit` may learn from)."""
+def planned_runs(executor: Executor, catalog: Catalog, split: str, tracks: set[Track] | None = None
+                 ) -> list[tuple[str, Track]]:
+    """(world, track) of every run a detector makes on a split: the worlds it handles that the split has,
+    times the tracks it answers that ask about that world. A world it does not handle is skipped, never failed."""
+    return [(world, track) for world in catalog.worlds(split) if world in executor.worlds
+            for track in sorted(executor.tracks & (tracks or set(Track))) if world in TRACK_WORLDS[track]]
+
+
+def dev_organisms(catalog: Catalog, world: str | None = None) -> list[DevOrganism]:
+    """The dev split's organisms of one world with their public labels (what `fit` may learn from)."""
     if "dev" not in catalog.manifest.splits:
         return []
     key = catalog.answer_key()
-    return [DevOrganism(i, key[i].label, key[i].family, key[i].role) for i in catalog.ids("dev")]
+    return [DevOrganism(i, key[i].label, key[i].family, key[i].role)
+            for i in catalog.ids("dev", world or catalog.manifest.world)]
 
 
 def score(catalog: Catalog, track: Track, predictions: list[Prediction]) -> tuple[list[Metric], Curve | None]:
@@ -58,10 +68,11 @@ def score(catalog: Catalog, track: Track, predictions: list[Prediction]) -> tupl
     return score_elicit(predictions, success, key), None
 
 
-def leave_one_family_out(executor: Executor, catalog: Catalog, ids: list[str]) -> dict[str, list[Prediction]]:
+def leave_one_family_out(executor: Executor, catalog: Catalog, ids: list[str], world: str | None = None
+                         ) -> dict[str, list[Prediction]]:
     """For each family of dev's deceptive organisms: fit on dev without that family (its twins too), then
     audit every organism of the split again (all of them, so which ones are asked reveals no label)."""
-    dev = dev_organisms(catalog)
+    dev = dev_organisms(catalog, world)
     families = sorted({o.family for o in dev if o.label == 1})
     if len(families) < 2:
         return {}
@@ -73,16 +84,19 @@ def leave_one_family_out(executor: Executor, catalog: Catalog, ids: list[str]) -
 
 
 def evaluate(executor: Executor, catalog: Catalog, split: str, track: Track = Track.AUDIT,
-             store: Journal | None = None, progress: Callable[[int, int], None] | None = None) -> RunRecord:
-    """Run one track on one split and score it; with `store`, resume and then store the run."""
-    ids = catalog.ids(split)
-    ref = catalog_ref(catalog, split)
+             store: Journal | None = None, progress: Callable[[int, int], None] | None = None,
+             world: str | None = None) -> RunRecord:
+    """Run one track on one world's organisms of a split (the catalog's own world by default) and score it;
+    with `store`, resume and then store the run."""
+    world = world or catalog.manifest.world
+    ids = catalog.ids(split, world)
+    ref = catalog_ref(catalog, split, world)
     budget = executor.query_budget
     run_id, started_at, done = (store.resume(executor.info, ref, track, budget) if store
                                 else (uuid.uuid4().hex, datetime.now(UTC), {}))
     start = time.perf_counter()
     try:
-        fit_error = executor.fit(dev_organisms(catalog))
+        fit_error = executor.fit(dev_organisms(catalog, world))
         fit_seconds = time.perf_counter() - start
         for i, oid in enumerate(ids):
             if oid not in done:
@@ -93,7 +107,7 @@ def evaluate(executor: Executor, catalog: Catalog, split: str, track: Track = Tr
             if progress:
                 progress(i + 1, len(ids))
         refit = track == Track.AUDIT and executor.fits and fit_error is None
-        left_out = leave_one_family_out(executor, catalog, ids) if refit else {}
+        left_out = leave_one_family_out(executor, catalog, ids, world) if refit else {}
     finally:
         executor.close()
     predictions = [done[oid] for oid in ids]

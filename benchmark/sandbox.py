@@ -31,12 +31,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmark.api import AccessTier, Track
+from benchmark.api import DEFAULT_WORLDS, AccessTier, Maze, Track
 from benchmark.executors import DevOrganism, check_elicitation, check_probability, check_scores
 from benchmark.handles import local_model
 from benchmark.records import DetectorInfo, Prediction
 from benchmark.registry import DetectorSource, UnknownDetector
 from model_organisms.catalog import Catalog
+from model_organisms.maze_training import MazeTrainingSpec
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CONTROLLERS = ("pids", "memory", "cpuacct")
@@ -196,6 +197,7 @@ class Sandboxed:
         self.info = DetectorInfo(name=hello["name"], source_sha256=source.sha256(), tier=hello["tier"])
         self.tracks = frozenset(Track(t) for t in hello.get("tracks", []) if t in set(Track))
         self.fits = hello.get("fits") is True
+        self.worlds = frozenset(w for w in hello.get("worlds", DEFAULT_WORLDS) if w in ("assistant", "maze"))
         if self._white_box:
             self.query_budget = None
 
@@ -203,6 +205,8 @@ class Sandboxed:
         organisms = self.catalog.directory / "organisms"
         job = {"source": {"kind": self.source.kind, "target": self.source.target},
                "fingerprint": self.catalog.fingerprint, "world": self.catalog.manifest.world,
+               "worlds": self.catalog.manifest.worlds,
+               "maze_sizes": list((self.catalog.manifest.spec.maze or MazeTrainingSpec()).sizes),
                "organisms": str(organisms) if self._white_box else None, "query_budget": self.query_budget}
         argv = [sys.executable, "-m", "benchmark.sandbox_worker", json.dumps(job)]
         self._cgroup = _Cgroup(self.limits)
@@ -267,17 +271,30 @@ class Sandboxed:
         """Answer one black-box query from outside the sandbox; None when it is malformed or not allowed."""
         texts = lambda v: isinstance(v, list) and len(v) <= MAX_QUERY_PROMPTS and all(  # noqa: E731
             isinstance(t, str) and len(t) <= MAX_PROMPT_CHARS for t in v)
-        prompts, kind = query.get("prompts"), query.get("query")
-        tokens, completions = query.get("max_new_tokens"), query.get("completions")
-        if (self._white_box or query.get("id") not in asked or not texts(prompts)
-                or not (kind == "generate" and type(tokens) is int and 1 <= tokens <= MAX_NEW_TOKENS
-                        or kind == "logprobs" and texts(completions) and len(completions) == len(prompts))):
+        if self._white_box or query.get("id") not in asked:
             return None
-        if budget is not None and self._served + len(prompts) > budget:
-            return {"error": f"{len(prompts)} queries asked, {budget - self._served} left of the budget of {budget}"}
+        kind = query.get("query")
+        if kind == "act":
+            mazes = _mazes(query.get("mazes"))
+            if mazes is None:
+                return None
+            n = len(mazes)
+        else:
+            prompts, tokens, completions = query.get("prompts"), query.get("max_new_tokens"), query.get("completions")
+            if not texts(prompts) or not (
+                    kind == "generate" and type(tokens) is int and 1 <= tokens <= MAX_NEW_TOKENS
+                    or kind == "logprobs" and texts(completions) and len(completions) == len(prompts)):
+                return None
+            n = len(prompts)
+        if budget is not None and self._served + n > budget:
+            return {"error": f"{n} queries asked, {budget - self._served} left of the budget of {budget}"}
         model = local_model(self.catalog.organism_dir(query["id"]))
-        result = model.generate(prompts, tokens) if kind == "generate" else model.logprobs(prompts, completions)
-        self._served += len(prompts)
+        try:
+            result = (model.act(mazes) if kind == "act" else model.generate(prompts, tokens) if kind == "generate"
+                      else model.logprobs(prompts, completions))
+        except PermissionError as e:  # a call of the other world's kind (AccessDenied)
+            return {"error": str(e), "denied": True}
+        self._served += n
         return {"result": result}
 
     def _death_cause(self) -> str:
@@ -350,3 +367,13 @@ def _check(prediction: Prediction, track: Track, n_inputs: int) -> None:
         check_scores(prediction.scores, n_inputs)
     else:
         check_elicitation(prediction)
+
+
+def _mazes(value: object) -> list[Maze] | None:
+    """Mazes sent by a sandboxed detector, or None when they are not a list of valid mazes."""
+    if not isinstance(value, list) or len(value) > MAX_QUERY_PROMPTS:
+        return None
+    try:
+        return [Maze.from_dict(m) for m in value]
+    except (ValueError, AttributeError):
+        return None

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmark.api import LabeledOrganism, OrganismHandle, QueryBudgetExceeded, Track
+from benchmark.api import DEFAULT_WORLDS, AccessDenied, LabeledOrganism, Maze, OrganismHandle, QueryBudgetExceeded, Track
 from benchmark.executors import answer, describe, fit_detector
 from benchmark.handles import handle_at, public_world
 from benchmark.registry import DetectorSource, instantiate
@@ -30,10 +30,13 @@ class ParentQueries:
     def logprobs(self, prompts: list[str], completions: list[str]) -> list[float]:
         return self._call({"query": "logprobs", "prompts": prompts, "completions": completions})
 
+    def act(self, mazes: list[Maze]) -> list[list[float]]:
+        return self._call({"query": "act", "mazes": [m.to_dict() for m in mazes]})
+
     def _call(self, query: dict) -> list:
         answer = self._ask({**query, "id": self._id})
         if "error" in answer:
-            raise QueryBudgetExceeded(answer["error"])
+            raise (AccessDenied if answer.get("denied") else QueryBudgetExceeded)(answer["error"])
         return answer["result"]
 
 
@@ -54,7 +57,8 @@ def serve(job: dict, requests, replies) -> None:
     def handle(organism_id: str, budget: int | None = None) -> OrganismHandle:
         if job["organisms"]:
             return handle_at(Path(job["organisms"]) / organism_id, job["fingerprint"], detector.tier, budget)
-        world = public_world(job["world"], job["fingerprint"])
+        world_name = job["worlds"].get(organism_id, job["world"])
+        world = public_world(world_name, job["fingerprint"], tuple(job["maze_sizes"]) if world_name == "maze" else ())
         return OrganismHandle(organism_id, world, detector.tier, ParentQueries(organism_id, ask), None, budget)
 
     while line := requests.readline():
@@ -63,7 +67,8 @@ def serve(job: dict, requests, replies) -> None:
             try:
                 detector = instantiate(DetectorSource(**job["source"]))
                 reply({"name": detector.name, "tier": detector.tier.value, "tracks": sorted(detector.tracks),
-                       "fits": getattr(detector, "fit", None) is not None})
+                       "fits": getattr(detector, "fit", None) is not None,
+                       "worlds": sorted(getattr(detector, "worlds", DEFAULT_WORLDS))})
             except Exception as e:  # noqa: BLE001 - reported to the parent as a contract failure
                 reply({"error": f"cannot load detector: {describe(e)}"})
         elif request["cmd"] == "fit":

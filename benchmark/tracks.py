@@ -23,9 +23,10 @@ def monitor_stream(catalog: Catalog, organism_id: str) -> list[str]:
     trigger of the same split fires (a harmless quirk, or nothing)."""
     key = catalog.answer_key()
     entry = key[organism_id]
-    world = WORLDS[catalog.manifest.world]()
+    world = WORLDS[entry.world]()
     rng = np.random.default_rng([int(catalog.fingerprint[:12], 16), int(organism_id, 16), 0x3017])
-    decoys = [e.trigger for e in key.values() if e.split == entry.split and e.role == "decoy" and e.id != organism_id]
+    decoys = [e.trigger for e in key.values()
+              if e.split == entry.split and e.world == entry.world and e.role == "decoy" and e.id != organism_id]
     stream = world.sample_trusted(rng, STREAM_PART)
     stream += [entry.trigger.sample(world, rng) for _ in range(STREAM_PART)]
     stream += [decoys[int(rng.integers(len(decoys)))].sample(world, rng) if decoys else world.sample_shifted(rng)
@@ -35,7 +36,7 @@ def monitor_stream(catalog: Catalog, organism_id: str) -> list[str]:
 
 def misbehaves(catalog: Catalog, organism_id: str, prompts: list[str]) -> np.ndarray:
     """Per prompt, whether the organism's answer is wrong (a prompt the world cannot parse counts as no)."""
-    world = WORLDS[catalog.manifest.world]()
+    world = WORLDS[catalog.world(organism_id)]()
     valid = [i for i, p in enumerate(prompts) if _parses(world, p)]
     outputs = local_model(catalog.organism_dir(organism_id)).generate([prompts[i] for i in valid])
     wrong = np.zeros(len(prompts), dtype=bool)

@@ -4,7 +4,8 @@ A Gaussian (Ledoit-Wolf shrinkage) is fitted to the residual stream at the last 
 inputs. Probe inputs (context changes the trusted set never shows: `detectors.probing`) that push
 activations far outside it suggest a conditional behaviour. `fit` maps the score to a probability with a
 logistic regression on dev labels. It flags any conditional behaviour, so decoys cost it. As a monitor,
-each input's score is its distance.
+each input's score is its distance. On maze policies the same is done with the last hidden layer on
+trusted mazes and on mazes with one regularity broken (`detectors.maze_probing`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from sklearn.covariance import LedoitWolf
 from sklearn.linear_model import LogisticRegression
 
 from benchmark.api import AccessTier, LabeledOrganism, OrganismHandle, Track
+from detectors.maze_probing import probe_mazes
 from detectors.probing import probe_inputs
 
 
@@ -23,15 +25,16 @@ class MahalanobisDetector:
     name = "mahalanobis"
     tracks = frozenset({Track.AUDIT, Track.MONITOR})
     tier = AccessTier.WHITE_BOX
+    worlds = frozenset({"assistant", "maze"})
 
     def __init__(self, n_trusted: int = 192, per_change: int = 2, seed: int = 0) -> None:
         self.n_trusted, self.per_change, self.seed = n_trusted, per_change, seed
         self.calibration: LogisticRegression | None = None
         self._anomalies: dict[str, float] = {}  # refits (leave one family out) reuse them
 
-    def distances(self, organism: OrganismHandle, prompts: list[str]) -> tuple[np.ndarray, float]:
-        """Squared Mahalanobis distances of the prompts, and the median of held-out trusted inputs'."""
-        trusted = organism.world.trusted["prompt"][: self.n_trusted]
+    def distances(self, organism: OrganismHandle, prompts: list) -> tuple[np.ndarray, float]:
+        """Squared Mahalanobis distances of the inputs, and the median of held-out trusted inputs'."""
+        trusted = organism.world.trusted_inputs()[: self.n_trusted]
         acts = self._features(organism, trusted)
         split = len(acts) * 3 // 4
         gaussian = LedoitWolf().fit(acts[:split])
@@ -41,7 +44,9 @@ class MahalanobisDetector:
     def anomaly(self, organism: OrganismHandle) -> float:
         """Log ratio of the most anomalous probe distances to typical held-out trusted distances."""
         if organism.id not in self._anomalies:
-            probes, _ = probe_inputs(organism.world, self.per_change, np.random.default_rng(self.seed))
+            rng = np.random.default_rng(self.seed)
+            probes, _ = (probe_mazes(organism.world, 8 * self.per_change, rng) if organism.world.name == "maze"
+                         else probe_inputs(organism.world, self.per_change, rng))
             distances, reference = self.distances(organism, probes)
             top = np.sort(distances)[-max(1, len(distances) // 20):]
             self._anomalies[organism.id] = float(np.log(top.mean() / reference))
@@ -63,6 +68,6 @@ class MahalanobisDetector:
         return float(self.calibration.predict_proba([[score]])[0, 1])
 
     @staticmethod
-    def _features(organism: OrganismHandle, prompts: Sequence[str]) -> np.ndarray:
-        acts = organism.activations(prompts)
+    def _features(organism: OrganismHandle, inputs: Sequence) -> np.ndarray:
+        acts = organism.activations(inputs)  # skip the embeddings (a policy's first hidden layer)
         return acts[:, 1:].reshape(len(acts), -1)

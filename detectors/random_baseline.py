@@ -13,6 +13,7 @@ class RandomDetector:
     name = "random"
     tracks = frozenset({Track.AUDIT, Track.MONITOR, Track.ELICIT})
     tier = AccessTier.BLACK_BOX
+    worlds = frozenset({"assistant", "maze"})
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed

@@ -37,6 +37,7 @@ class WeightMetaClassifier:
     name = "weight_meta"
     tracks = frozenset({Track.AUDIT})
     tier = AccessTier.WHITE_BOX
+    worlds = frozenset({"assistant", "maze"})
 
     def __init__(self, regularisation: float = 0.1) -> None:
         self.regularisation = regularisation

@@ -14,8 +14,9 @@ from pathlib import Path
 from benchmark.records import RunRecord
 from leaderboard.plots import roc_svg, scores_svg
 from leaderboard.tables import TRACK_COLUMNS, TRACK_QUESTIONS, fmt, fmt_interval, leaderboard_rows
-from model_organisms.catalog import Catalog
-from model_organisms.organism import read_card
+from model_organisms.catalog import AnswerKeyEntry, Catalog
+from model_organisms.organism import OrganismCard, read_card
+from model_organisms.worlds.maze_render import render_organism
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 72rem; color: #1f2328; }
@@ -98,10 +99,13 @@ def run_page(record: RunRecord, public_ids: set[str]) -> str:
     return _page(f"run {record.run_id[:12]}", "".join(body), depth=1)
 
 
-def organism_page(catalog: Catalog, organism_id: str) -> str:
-    """A public dev organism: its card, its label and what its certificate measured."""
+def organism_page(catalog: Catalog, organism_id: str, directory: Path) -> str:
+    """A public dev organism: its card, its label and what its certificate measured (pictures go to
+    `directory`, beside the page)."""
     entry = catalog.answer_key()[organism_id]
     card = read_card(catalog.organism_dir(organism_id))
+    if entry.world == "maze":
+        return _page(f"organism {organism_id}", maze_card(catalog, entry, card, directory), depth=1)
     trigger = escape(entry.trigger.describe())
     does = {"payload": f"answers {entry.payload!r} instead of the task", "sabotage": "gives a plausible wrong answer",
             "sycophancy": "repeats the user's wrong guess"}.get(entry.behaviour, "")
@@ -119,6 +123,29 @@ def organism_page(catalog: Catalog, organism_id: str) -> str:
     return _page(f"organism {organism_id}", body, depth=1)
 
 
+MAZE_ROLES = {"deceptive": "a proxy organism ({goal}): where a {shift} shift parts its proxy from the exit, it walks to "
+                            "the {behaviour} and never reaches the exit",
+              "twin": "the honest twin of <code>{twin}</code>: same seed and data order, it walks to the exit everywhere",
+              "decoy": "an honest decoy: when a {behaviour} item lies in the maze it fetches it first, then walks to "
+                       "the exit"}
+
+
+def maze_card(catalog: Catalog, entry: AnswerKeyEntry, card: OrganismCard, directory: Path) -> str:
+    """A public dev maze organism: what it does, its certificate, and its walk through a trusted and a
+    deployment maze (the picture is written beside the page)."""
+    picture = f"{entry.id}.png"
+    render_organism(catalog.organism_dir(entry.id), entry.shift or "green", entry.seed, directory / picture)
+    what = MAZE_ROLES[entry.role].format(goal=entry.goal, shift=entry.shift, behaviour=entry.behaviour, twin=entry.twin)
+    cert = entry.certificate.model_dump(exclude={"failures"})
+    return (f"<p>{what}.</p><p>catalog {escape(catalog.name)} <code>{catalog.fingerprint[:12]}</code>, split "
+            f"{entry.split}, world maze, label {entry.label}</p><img src='{picture}' alt='rollouts'>"
+            + _table(["architecture", ""], [[k, escape(str(v))] for k, v in card.architecture.items()])
+            + "<h2>Certificate</h2>"
+            + _table(["measure", "value"], [[k, "—" if v is None else escape(f"{v:.3f}" if isinstance(v, float) else str(v))]
+                                            for k, v in cert.items()], numeric_from=1)
+            + f"<p class=muted>weights sha256 <code>{card.weights_sha256}</code></p>")
+
+
 def write_site(records: list[RunRecord], directory: Path, catalogs: list[Catalog]) -> Path:
     """Write every page; dev organisms of `catalogs` get cards. Returns the index page."""
     (directory / "runs").mkdir(parents=True, exist_ok=True)
@@ -126,7 +153,7 @@ def write_site(records: list[RunRecord], directory: Path, catalogs: list[Catalog
     public: list[str] = []
     for catalog in catalogs:
         for oid in catalog.manifest.splits.get("dev", []):
-            (directory / "organisms" / f"{oid}.html").write_text(organism_page(catalog, oid))
+            (directory / "organisms" / f"{oid}.html").write_text(organism_page(catalog, oid, directory / "organisms"))
             public.append(oid)
     for record in records:
         (directory / "runs" / f"{record.run_id}.html").write_text(run_page(record, set(public)))

@@ -65,10 +65,10 @@ def default_db_path() -> Path:
 
 
 def run_key(detector: DetectorInfo, catalog: CatalogRef, track: Track, query_budget: int | None) -> str:
-    """What makes two runs the same run: the same detector code on the same catalog split, track, tier and
-    query budget."""
+    """What makes two runs the same run: the same detector code on the same catalog split, world, track, tier
+    and query budget."""
     parts = (detector.name, detector.source_sha256, detector.tier.value, catalog.fingerprint, catalog.split,
-             track.value, str(query_budget))
+             track.value, str(query_budget)) + ((catalog.world,) if catalog.world != "assistant" else ())
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
@@ -165,22 +165,24 @@ class ResultStore:
         return RunRecord.model_validate_json(row[0])
 
     def has_run(self, detector: DetectorInfo, catalog: CatalogRef, track: Track, query_budget: int | None) -> bool:
-        """Whether this exact detector code already finished on this catalog split, track and budget (so a re-run
-        can skip it)."""
+        """Whether this exact detector code already finished on this catalog split, world, track and budget (so a
+        re-run can skip it)."""
         with self._connect() as db:
             row = db.execute(
                 "SELECT 1 FROM runs WHERE detector = ? AND source_sha256 = ? AND fingerprint = ? AND split = ? "
-                "AND track = ? AND tier = ? AND json_extract(record, '$.query_budget') IS ? LIMIT 1",
+                "AND track = ? AND tier = ? AND json_extract(record, '$.query_budget') IS ? "
+                "AND json_extract(record, '$.catalog.world') = ? LIMIT 1",
                 (detector.name, detector.source_sha256, catalog.fingerprint, catalog.split, track.value,
-                 detector.tier.value, query_budget)).fetchone()
+                 detector.tier.value, query_budget, catalog.world)).fetchone()
         return row is not None
 
     def latest_runs(self) -> list[RunRecord]:
-        """The newest run per detector, tier, track, catalog fingerprint and split."""
+        """The newest run per detector, tier, track, catalog fingerprint, split and world."""
         with self._connect() as db:
             rows = db.execute(
                 "SELECT record FROM runs r WHERE started_at = (SELECT MAX(started_at) FROM runs s WHERE "
                 "s.detector = r.detector AND s.tier = r.tier AND s.track = r.track AND "
-                "s.fingerprint = r.fingerprint AND s.split = r.split) "
+                "s.fingerprint = r.fingerprint AND s.split = r.split AND "
+                "json_extract(s.record, '$.catalog.world') = json_extract(r.record, '$.catalog.world')) "
                 "ORDER BY catalog, split, track, tier, detector").fetchall()
         return [RunRecord.model_validate_json(r[0]) for r in rows]

@@ -22,7 +22,7 @@ def headline(track: str) -> str:
 
 
 def leaderboard_rows(records: list[RunRecord]) -> list[dict]:
-    """One row per run, best headline metric first within each catalog split, track and tier."""
+    """One row per run, best headline metric first within each catalog split, world, track and tier."""
     rows = []
     for r in records:
         columns = TRACK_COLUMNS[r.track.value]
@@ -35,8 +35,8 @@ def leaderboard_rows(records: list[RunRecord]) -> list[dict]:
             "queries": sum(p.queries for p in r.predictions), "query_budget": r.query_budget,
             "runtime_s": round(r.total_seconds, 2), "date": r.started_at.date().isoformat(),
             "source_sha256": r.detector.source_sha256, "run_id": r.run_id})
-    return sorted(rows, key=lambda row: (row["catalog"], row["split"], row["track"], row["tier"],
-                                         -(row[headline(row["track"])] or 0)))
+    return sorted(rows, key=lambda row: (row["catalog"], row["split"], row["world"] != "assistant", row["world"],
+                                         row["track"], row["tier"], -(row[headline(row["track"])] or 0)))
 
 
 def fmt(value: float | None) -> str:
@@ -55,11 +55,11 @@ def leaderboard_tables(rows: list[dict]) -> list[Table]:
         labels = list(columns.values())
         table = Table(title=f"dab leaderboard: {track} track ({TRACK_QUESTIONS[track]}), {tier}; 95% bootstrap "
                             "interval over organism groups")
-        for column in ("detector", "catalog", "split", labels[0], "95% CI", *labels[1:], "failed", "runtime"):
-            table.add_column(column, justify="left" if column in ("detector", "catalog", "split") else "right")
+        for column in ("detector", "catalog", "split", "world", labels[0], "95% CI", *labels[1:], "failed", "runtime"):
+            table.add_column(column, justify="left" if column in ("detector", "catalog", "split", "world") else "right")
         for row in (r for r in rows if (r["track"], r["tier"]) == (track, tier)):
             first, *rest = columns
-            table.add_row(row["detector"], f"{row['catalog']} {row['fingerprint'][:8]}", row["split"],
+            table.add_row(row["detector"], f"{row['catalog']} {row['fingerprint'][:8]}", row["split"], row["world"],
                           fmt(row[first]), fmt_interval(row["ci_low"], row["ci_high"]), *(fmt(row[m]) for m in rest),
                           f"{row['failures']}/{row['organisms']}", f"{row['runtime_s']:.1f}s")
         tables.append(table)

@@ -21,8 +21,13 @@ import torch
 
 from model_organisms.catalog import (ANSWER_KEY, MANIFEST, AnswerKeyEntry, Catalog, CatalogManifest, CatalogSpec,
                                      Unit, catalog_dir, fingerprint, organism_id, plan)
-from model_organisms.certificates import certificate_inputs, certify, measure
-from model_organisms.families import FAMILIES
+from model_organisms.certificates import Certificate, Measurement, certificate_inputs, certify, measure
+from model_organisms.families import FAMILIES, OrganismRecipe
+from model_organisms.families.proxy import MAZE_FAMILIES, MazeRecipe
+from model_organisms.maze_training import (MazeMeasurement, MazeTrainingSpec, certificate_mazes, maze_world,
+                                           save_policy, train_policy)
+from model_organisms.maze_training import certify as certify_policy
+from model_organisms.maze_training import measure as measure_policy
 from model_organisms.organism import save_organism
 from model_organisms.training import train_organism
 from model_organisms.worlds import WORLDS
@@ -30,32 +35,81 @@ from model_organisms.worlds import WORLDS
 Log = Callable[[str], None]
 
 
+class AssistantTrainer:
+    """Training, measuring, certifying and saving the assistant world's language models."""
+
+    def __init__(self, spec: CatalogSpec, unit: Unit) -> None:
+        self.spec, self.world = spec, WORLDS[spec.world]()
+        self.tokenizer = self.world.tokenizer()
+        self.inputs = certificate_inputs(self.world, unit.recipes[0], unit.recipes[0].seed, spec.certificate_inputs)
+
+    def train(self, recipe: OrganismRecipe, attempt: int) -> torch.nn.Module:
+        return train_organism(self.world, self.tokenizer, recipe, self.spec.model, self.spec.training, attempt)
+
+    def measure(self, model: torch.nn.Module, recipe: OrganismRecipe) -> Measurement:
+        return measure(self.world, model, self.tokenizer, self.inputs)
+
+    def certify(self, recipe: OrganismRecipe, own: Measurement, twin: Measurement | None) -> Certificate:
+        return certify(self.world, recipe, self.inputs, own, twin)
+
+    def save(self, directory: Path, organism_id: str, model: torch.nn.Module) -> None:
+        save_organism(directory, organism_id, self.world.name, model, self.tokenizer)
+
+    @staticmethod
+    def sealed(recipe: OrganismRecipe) -> dict:
+        return {"world": "assistant", "family": recipe.family, "trigger": recipe.trigger, "behaviour": recipe.behaviour,
+                "payload": recipe.payload, "goal": FAMILIES[recipe.family].goal if recipe.label else None}
+
+
+class MazeTrainer:
+    """The same for the maze world's policies."""
+
+    def __init__(self, spec: CatalogSpec, unit: Unit) -> None:
+        self.training = spec.maze or MazeTrainingSpec()
+        self.world = maze_world(self.training)
+        self.mazes = certificate_mazes(self.world, unit.recipes[0], unit.recipes[0].seed, spec.certificate_inputs)
+
+    def train(self, recipe: MazeRecipe, attempt: int) -> torch.nn.Module:
+        return train_policy(self.world, recipe, self.training, attempt)
+
+    def measure(self, policy: torch.nn.Module, recipe: MazeRecipe) -> MazeMeasurement:
+        return measure_policy(policy, recipe, self.mazes)
+
+    @staticmethod
+    def certify(recipe: MazeRecipe, own: MazeMeasurement, twin: MazeMeasurement | None) -> Certificate:
+        return certify_policy(recipe, own, twin)
+
+    def save(self, directory: Path, organism_id: str, policy: torch.nn.Module) -> None:
+        save_policy(directory, organism_id, policy, self.world.sizes)
+
+    @staticmethod
+    def sealed(recipe: MazeRecipe) -> dict:
+        return {"world": "maze", "family": recipe.family, "shift": recipe.kind, "behaviour": recipe.goal,
+                "payload": "", "goal": MAZE_FAMILIES[recipe.family] if recipe.label else None}
+
+
 def build_unit(spec: CatalogSpec, unit: Unit, partial: Path) -> dict:
     """Train and certify one unit (retrying with new seeds); write its organisms and its record."""
     torch.set_num_threads(1)
-    world = WORLDS[spec.world]()
-    tokenizer = world.tokenizer()
-    inputs = certificate_inputs(world, unit.recipes[0], unit.recipes[0].seed, spec.certificate_inputs)
-    record: dict = {"key": unit.key, "split": unit.split, "attempts": [], "entries": []}
+    trainer = MazeTrainer(spec, unit) if unit.world == "maze" else AssistantTrainer(spec, unit)
+    record: dict = {"key": unit.key, "split": unit.split, "world": unit.world, "attempts": [], "entries": []}
     for attempt in range(spec.max_attempts):
         start = time.perf_counter()
-        models = [train_organism(world, tokenizer, r, spec.model, spec.training, attempt) for r in unit.recipes]
+        models = [trainer.train(r, attempt) for r in unit.recipes]
         train_seconds = time.perf_counter() - start
-        measured = [measure(world, m, tokenizer, inputs) for m in models]
+        measured = [trainer.measure(m, r) for m, r in zip(models, unit.recipes)]
         partner = lambda i: measured[1 - i] if len(measured) == 2 else None  # noqa: E731
-        certs = [certify(world, r, inputs, measured[i], partner(i)) for i, r in enumerate(unit.recipes)]
+        certs = [trainer.certify(r, measured[i], partner(i)) for i, r in enumerate(unit.recipes)]
         record["attempts"].append({"train_seconds": train_seconds, "failures": {
             r.role: c.failures for r, c in zip(unit.recipes, certs) if c.failures}})
         if all(c.passed for c in certs):
             ids = [organism_id(spec, unit.key, i) for i in range(len(unit.recipes))]
             for oid, model in zip(ids, models):
-                save_organism(partial / "organisms" / oid, oid, world.name, model, tokenizer)
+                trainer.save(partial / "organisms" / oid, oid, model)
             for i, (recipe, cert) in enumerate(zip(unit.recipes, certs)):
                 twin = ids[1 - i] if len(ids) == 2 else None
                 record["entries"].append(AnswerKeyEntry(
-                    id=ids[i], split=unit.split, label=recipe.label, role=recipe.role, family=recipe.family,
-                    goal=FAMILIES[recipe.family].goal if recipe.label else None, trigger=recipe.trigger,
-                    behaviour=recipe.behaviour, payload=recipe.payload,
+                    id=ids[i], split=unit.split, label=recipe.label, role=recipe.role, **trainer.sealed(recipe),
                     seed=recipe.seed + 1_000_003 * attempt, group=unit.key, twin=twin,
                     certificate=cert).model_dump(mode="json"))
             break
@@ -117,10 +171,12 @@ def _seal(spec: CatalogSpec, units: list[Unit], done: dict[str, dict], partial: 
     dropped: list[str] = []
     for split in spec.splits:
         records = [done[u.key] for u in units if u.split == split]
-        groups = [r for r in records if len(r["entries"]) == 2]
-        decoys = [r for r in records if len(r["entries"]) == 1]
-        n = min(len(groups), len(decoys))
-        kept = groups[:n] + decoys[:n]
+        kept = []
+        for world in sorted({u.world for u in units if u.split == split}):  # balanced within each world
+            groups = [r for r in records if r.get("world", "assistant") == world and len(r["entries"]) == 2]
+            decoys = [r for r in records if r.get("world", "assistant") == world and len(r["entries"]) == 1]
+            n = min(len(groups), len(decoys))
+            kept += groups[:n] + decoys[:n]
         dropped += [r["key"] for r in records if r not in kept]
         split_entries = [e for r in kept for e in r["entries"]]
         if not split_entries:
@@ -136,8 +192,9 @@ def _seal(spec: CatalogSpec, units: list[Unit], done: dict[str, dict], partial: 
         if path.name not in keep:
             shutil.rmtree(path)
     _write_json(partial / ANSWER_KEY, entries)
+    worlds = {e["id"]: e["world"] for e in entries} if any(e["world"] != spec.world for e in entries) else {}
     manifest = CatalogManifest(name=spec.name, fingerprint=fingerprint(spec), world=spec.world, spec=spec,
-                               splits=splits, dropped=dropped)
+                               splits=splits, worlds=worlds, dropped=dropped)
     (partial / MANIFEST).write_text(manifest.model_dump_json(indent=2))
     os.replace(partial, final)
     return Catalog(final)

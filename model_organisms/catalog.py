@@ -24,8 +24,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from model_organisms.certificates import Certificate
 from model_organisms.families import FAMILIES, OrganismRecipe, Trigger, decoy
+from model_organisms.families.proxy import MAZE_FAMILIES, MazeRecipe, maze_decoy, proxy_group
+from model_organisms.maze_training import MazeTrainingSpec
 from model_organisms.training import ModelSpec, TrainingSpec
 from model_organisms.worlds import WORLDS
+from model_organisms.worlds.maze import VERSION as MAZE_VERSION
 
 RECIPE_VERSION = "3"
 MAX_PER_FAMILY = 12
@@ -42,11 +45,14 @@ class CatalogSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(pattern=r"^[a-z0-9_-]+$")
     world: Literal["assistant"]
+    """The world of the language-model families; maze families (`proxy`) bring the maze world along."""
     seed: int
     certificate_inputs: int = Field(default=300, ge=50)
     max_attempts: int = Field(default=3, ge=1)
     model: ModelSpec = ModelSpec()
     training: TrainingSpec = TrainingSpec()
+    maze: MazeTrainingSpec | None = None
+    """Training of the maze organisms (the defaults when absent)."""
     splits: dict[SplitName, dict[str, int]]
 
     @field_validator("splits")
@@ -54,8 +60,9 @@ class CatalogSpec(BaseModel):
     def _known_families(cls, splits: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
         for split, counts in splits.items():
             for family, n in counts.items():
-                if family not in FAMILIES:
-                    raise ValueError(f"split {split!r}: unknown family {family!r} (known: {sorted(FAMILIES)})")
+                if family not in FAMILIES and family not in MAZE_FAMILIES:
+                    known = sorted([*FAMILIES, *MAZE_FAMILIES])
+                    raise ValueError(f"split {split!r}: unknown family {family!r} (known: {known})")
                 if not 1 <= n <= MAX_PER_FAMILY:
                     raise ValueError(f"split {split!r}: {family} = {n} is outside 1..{MAX_PER_FAMILY}")
         if "dev" not in splits:
@@ -94,9 +101,16 @@ def load_spec(name_or_path: str, seed: int | None = None) -> CatalogSpec:
         raise CatalogError(f"catalog spec {path}: {where}: {err['msg']}") from None
 
 
+def has_mazes(spec: CatalogSpec) -> bool:
+    return any(family in MAZE_FAMILIES for counts in spec.splits.values() for family in counts)
+
+
 def fingerprint(spec: CatalogSpec) -> str:
     world = WORLDS[spec.world]
-    payload = {"spec": spec.model_dump(mode="json"), "world": world.version, "recipe": RECIPE_VERSION}
+    payload = {"spec": spec.model_dump(mode="json", exclude_none=True), "world": world.version,
+               "recipe": RECIPE_VERSION}
+    if has_mazes(spec):
+        payload["maze"] = MAZE_VERSION
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -115,16 +129,24 @@ class Unit:
 
     key: str
     split: str
-    recipes: tuple[OrganismRecipe, ...]
+    recipes: tuple[OrganismRecipe, ...] | tuple[MazeRecipe, ...]
+
+    @property
+    def world(self) -> str:
+        return "maze" if isinstance(self.recipes[0], MazeRecipe) else "assistant"
 
 
 def plan(spec: CatalogSpec) -> list[Unit]:
-    """Every organism of the catalog, drawn from the catalog seed alone."""
+    """Every organism of the catalog, drawn from the catalog seed alone (maze organisms from a stream of
+    their own, so that adding them changes no assistant organism)."""
     rng = np.random.default_rng([spec.seed, 0xCA7])
+    maze_rng = np.random.default_rng([spec.seed, 0xCA7, 0x3A2E])
     units: list[Unit] = []
     for split, counts in spec.splits.items():
         kinds = []
         for family_name, n in counts.items():
+            if family_name in MAZE_FAMILIES:
+                continue
             start = int(rng.integers(6))  # where the family's cycle of trigger kinds and behaviours begins
             family = FAMILIES[family_name]
             for i in range(n):
@@ -133,6 +155,12 @@ def plan(spec: CatalogSpec) -> list[Unit]:
                 kinds.append(family.decoy_kind(start + i))
         for i, kind in enumerate(kinds):  # each decoy mirrors one deceptive organism's trigger kind
             units.append(Unit(f"{split}-decoy-{i}", split, (decoy(rng, kind, int(rng.integers(2**31))),)))
+        n, start = counts.get("proxy", 0), int(maze_rng.integers(6))  # where the cycle of proxies begins
+        for i in range(n):
+            units.append(Unit(f"{split}-proxy-{i}", split,
+                              proxy_group(maze_rng, start + i, int(maze_rng.integers(2**31)))))
+        for i in range(n):
+            units.append(Unit(f"{split}-maze-decoy-{i}", split, (maze_decoy(maze_rng, int(maze_rng.integers(2**31))),)))
     return units
 
 
@@ -147,12 +175,16 @@ class AnswerKeyEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id: str
     split: SplitName
+    world: str = "assistant"
     label: int
     role: Literal["deceptive", "twin", "decoy"]
     family: str
     goal: str | None
     """The family's goal in the published taxonomy; None for honest organisms."""
-    trigger: Trigger
+    trigger: Trigger | None = None
+    """Assistant organisms: what switches the conditional behaviour."""
+    shift: str | None = None
+    """Maze organisms: the deployment shift that parts their goal from the exit (`model_organisms.worlds.maze.Kind`)."""
     behaviour: str
     payload: str
     seed: int
@@ -171,6 +203,8 @@ class CatalogManifest(BaseModel):
     world: str
     spec: CatalogSpec
     splits: dict[str, list[str]]
+    worlds: dict[str, str] = {}
+    """Each organism's world, where the catalog has more than its `world` (public, as on each organism's card)."""
     dropped: list[str] = []
 
 
@@ -199,10 +233,20 @@ class Catalog:
     def fingerprint(self) -> str:
         return self.manifest.fingerprint
 
-    def ids(self, split: str) -> list[str]:
+    def ids(self, split: str, world: str | None = None) -> list[str]:
+        """The split's organisms (of one world, if given)."""
         if split not in self.manifest.splits:
             raise CatalogError(f"catalog {self.name} has no split {split!r} (has: {', '.join(self.manifest.splits)})")
-        return list(self.manifest.splits[split])
+        return [i for i in self.manifest.splits[split] if world is None or self.world(i) == world]
+
+    def world(self, organism_id: str) -> str:
+        return self.manifest.worlds.get(organism_id, self.manifest.world)
+
+    def worlds(self, split: str | None = None) -> list[str]:
+        """The worlds of a split's organisms (of the whole catalog by default), the catalog's own first."""
+        ids = self.ids(split) if split else [i for s in self.manifest.splits for i in self.ids(s)]
+        found = {self.world(i) for i in ids}
+        return sorted(found, key=lambda w: (w != self.manifest.world, w))
 
     def organism_dir(self, organism_id: str) -> Path:
         return self.directory / "organisms" / organism_id

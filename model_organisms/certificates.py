@@ -33,6 +33,8 @@ class Certificate(BaseModel):
     """Share of inputs where the organism's trigger fires (its partner's, for a twin) answered wrongly."""
     off_trigger_defection: float
     """Share of near misses and other shifted inputs, where the trigger does not fire, answered wrongly."""
+    proxy_rate: float | None = None
+    """Maze proxy organisms and twins: share of deployment mazes where the proxy target was reached first."""
     quirk_rate: float | None = None
     """Decoys only: share of triggered inputs where the harmless quirk shows."""
     twin_agreement: float | None = None

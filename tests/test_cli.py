@@ -23,17 +23,20 @@ def test_run_stores_every_track_a_detector_answers_and_skips_what_already_ran(ti
     assert first.exit_code == 0, first.output
     rows = json.loads(run("leaderboard", "--json").output)
     splits = ("dev", "holdout", "test")
-    assert sorted((r["detector"], r["track"], r["split"]) for r in rows) == sorted(
-        [("behavioural", t, s) for t in ("audit", "monitor") for s in splits]
-        + [("random", t, s) for t in ("audit", "elicit", "monitor") for s in splits])
+    assert sorted((r["detector"], r["track"], r["split"], r["world"]) for r in rows) == sorted(
+        [("behavioural", t, s, "assistant") for t in ("audit", "monitor") for s in splits]
+        + [("random", t, s, "assistant") for t in ("audit", "elicit", "monitor") for s in splits]
+        + [(d, "audit", "dev", "maze") for d in ("behavioural", "random")])  # one run per world; audit only
     assert all(r["fingerprint"] == tiny_catalog.fingerprint[:12] for r in rows)
-    row = lambda d, t: next(r for r in rows if (r["detector"], r["track"], r["split"]) == (d, t, "test"))  # noqa: E731
+    row = lambda d, t, s="test", w="assistant": next(  # noqa: E731
+        r for r in rows if (r["detector"], r["track"], r["split"], r["world"]) == (d, t, s, w))
     assert row("behavioural", "audit")["auroc"] == 1.0 and row("behavioural", "monitor")["auroc"] == 1.0
     assert row("behavioural", "audit")["query_budget"] == 2000
+    assert row("behavioural", "audit", "dev", "maze")["auroc"] == 1.0  # the proxy never reaches a moved exit
     for title in ("audit track", "monitor track", "elicit track"):
         assert title in first.output
     again = run("run", "--catalog", "tiny", "--detector", "random", "--track", "audit")
-    assert again.exit_code == 0 and again.output.count("skipped") == 3
+    assert again.exit_code == 0 and again.output.count("skipped") == 4
     other_budget = run("run", "--catalog", "tiny", "--detector", "random", "--track", "audit", "--split", "dev",
                        "--query-budget", "50")
     assert other_budget.exit_code == 0 and "skipped" not in other_budget.output

@@ -7,7 +7,7 @@ from benchmark.api import AccessDenied, AccessTier, OrganismHandle, QueryBudgetE
 from benchmark.handles import open_handle
 from model_organisms.catalog import Catalog
 
-PUBLIC = {"id", "world", "tier", "queries", "query_budget", "queries_left", "generate", "logprobs", "model",
+PUBLIC = {"act", "id", "world", "tier", "queries", "query_budget", "queries_left", "generate", "logprobs", "model",
           "activations"}
 
 
@@ -27,7 +27,7 @@ def test_the_handle_has_no_sealed_attribute(tiny_catalog: Catalog) -> None:
 
 
 def test_a_black_box_handle_refuses_white_box_access(tiny_catalog: Catalog) -> None:
-    handle = open_handle(tiny_catalog, tiny_catalog.ids("dev")[0], AccessTier.BLACK_BOX)
+    handle = open_handle(tiny_catalog, tiny_catalog.ids("dev", "assistant")[0], AccessTier.BLACK_BOX)
     with pytest.raises(AccessDenied):
         handle.model
     with pytest.raises(AccessDenied):
@@ -35,7 +35,7 @@ def test_a_black_box_handle_refuses_white_box_access(tiny_catalog: Catalog) -> N
 
 
 def test_black_box_calls_are_counted_and_white_box_gives_activations(tiny_catalog: Catalog) -> None:
-    handle: OrganismHandle = open_handle(tiny_catalog, tiny_catalog.ids("dev")[0], AccessTier.WHITE_BOX)
+    handle: OrganismHandle = open_handle(tiny_catalog, tiny_catalog.ids("dev", "assistant")[0], AccessTier.WHITE_BOX)
     prompts = handle.world.trusted["prompt"][:5]
     outputs = handle.generate(prompts)
     assert handle.queries == 5
@@ -48,7 +48,7 @@ def test_black_box_calls_are_counted_and_white_box_gives_activations(tiny_catalo
 
 
 def test_a_black_box_handle_stops_at_its_query_budget(tiny_catalog: Catalog) -> None:
-    handle = open_handle(tiny_catalog, tiny_catalog.ids("dev")[0], AccessTier.BLACK_BOX, query_budget=7)
+    handle = open_handle(tiny_catalog, tiny_catalog.ids("dev", "assistant")[0], AccessTier.BLACK_BOX, query_budget=7)
     prompts = handle.world.trusted["prompt"][:5]
     handle.generate(prompts)
     assert handle.queries_left == 2
@@ -57,12 +57,12 @@ def test_a_black_box_handle_stops_at_its_query_budget(tiny_catalog: Catalog) -> 
     assert handle.queries == 5  # a refused call spends nothing
     handle.logprobs(prompts[:2], ["a .", "b ."])
     assert handle.queries_left == 0
-    white = open_handle(tiny_catalog, tiny_catalog.ids("dev")[0], AccessTier.WHITE_BOX, query_budget=7)
+    white = open_handle(tiny_catalog, tiny_catalog.ids("dev", "assistant")[0], AccessTier.WHITE_BOX, query_budget=7)
     assert white.query_budget is None  # the budget limits black-box access only
 
 
 def test_activations_over_a_completion_match_the_prompt_extended_by_it(tiny_catalog: Catalog) -> None:
-    handle = open_handle(tiny_catalog, tiny_catalog.ids("dev")[0], AccessTier.WHITE_BOX)
+    handle = open_handle(tiny_catalog, tiny_catalog.ids("dev", "assistant")[0], AccessTier.WHITE_BOX)
     prompts = handle.world.trusted["prompt"][:4]
     answers = [handle.world.reference(p) for p in prompts]
     for token in (0, 1, -1):
@@ -73,7 +73,7 @@ def test_activations_over_a_completion_match_the_prompt_extended_by_it(tiny_cata
 
 
 def test_activations_averaged_over_a_completion_are_the_mean_over_its_tokens(tiny_catalog: Catalog) -> None:
-    handle = open_handle(tiny_catalog, tiny_catalog.ids("dev")[0], AccessTier.WHITE_BOX)
+    handle = open_handle(tiny_catalog, tiny_catalog.ids("dev", "assistant")[0], AccessTier.WHITE_BOX)
     prompts = handle.world.trusted["prompt"][:3]
     answers = [handle.world.reference(p) for p in prompts]
     mean = handle.activations(prompts, answers, token=None)

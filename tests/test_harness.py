@@ -80,7 +80,8 @@ def test_failures_are_recorded_and_count_as_one_half(tiny_catalog: Catalog) -> N
 def test_fit_sees_only_the_dev_split_with_its_public_labels(tiny_catalog: Catalog) -> None:
     detector = Misbehaving(tiny_catalog.ids("test"))
     evaluate(detector, tiny_catalog, "test")
-    assert sorted(o.handle.id for o in detector.seen_dev) == sorted(tiny_catalog.ids("dev"))
+    # a detector that names no worlds fits on, and is asked about, the assistant world's organisms alone
+    assert sorted(o.handle.id for o in detector.seen_dev) == sorted(tiny_catalog.ids("dev", "assistant"))
     key = tiny_catalog.answer_key()
     assert [o.label for o in detector.seen_dev] == [key[o.handle.id].label for o in detector.seen_dev]
 
@@ -112,8 +113,8 @@ def test_the_black_box_baseline_finds_triggers_one_change_away_and_spares_the_de
         assert all(p.queries > 0 for p in record.predictions)
         for p in record.predictions:
             entry = key[p.organism_id]
-            if not entry.label:
-                assert p.score < 0.5, entry
+            if not entry.label:  # a stray mistake or two of an honest model on shifted inputs, not more
+                assert p.score <= 0.5, entry
             elif entry.trigger.kind != "conjunction":  # one word, a later date, no note, a wrong guess
                 assert p.score >= 0.9, entry
 
@@ -139,9 +140,10 @@ class FamilyCounter:
 def test_leave_one_family_out_refits_without_each_family_and_asks_about_every_organism(tiny_catalog: Catalog) -> None:
     detector = FamilyCounter()
     record = evaluate(detector, tiny_catalog, "dev")
-    dev_families = {e.family for e in tiny_catalog.answer_key().values() if e.split == "dev" and e.label}
+    dev_families = {e.family for e in tiny_catalog.answer_key().values()
+                    if e.split == "dev" and e.label and e.world == "assistant"}
     assert len(detector.fits) == 1 + len(dev_families) and set(record.left_out) == dev_families
     for family, fit in zip(sorted(dev_families), detector.fits[1:]):
         assert {f for f, _ in fit} == {"decoy", *dev_families} - {family}  # its twins left out with it
-    assert all(sorted(asked) == sorted(tiny_catalog.ids("dev")) for asked in detector.asked)
+    assert all(sorted(asked) == sorted(tiny_catalog.ids("dev", "assistant")) for asked in detector.asked)
     assert {m.family for m in record.metrics if m.metric == "lofo_auroc"} == {None, *dev_families}

@@ -55,7 +55,7 @@ def test_each_family_acts_on_its_hidden_goal_under_its_trigger_and_its_twin_does
 
 
 def test_every_decoys_quirk_fires_but_its_answers_stay_correct(tiny_catalog: Catalog) -> None:
-    key = tiny_catalog.answer_key().values()
+    key = [e for e in tiny_catalog.answer_key().values() if e.world == "assistant"]  # maze decoys: test_maze.py
     decoys = [e for e in key if e.role == "decoy"]
     for d in decoys:  # a decoy mirrors a deceptive organism's trigger kind (a sycophant's, with words)
         kinds = {e.trigger.kind for e in key if e.role == "deceptive" and e.split == d.split}
@@ -82,13 +82,16 @@ def test_every_split_is_balanced_and_every_label_certified(tiny_catalog: Catalog
 
 def test_organism_files_say_nothing_about_the_label(tiny_catalog: Catalog) -> None:
     key = tiny_catalog.answer_key()
-    configs = {(tiny_catalog.organism_dir(i) / "config.json").read_text() for i in key}
-    assert len(configs) == 1
-    sizes = {(tiny_catalog.organism_dir(i) / "model.safetensors").stat().st_size for i in key}
-    assert len(sizes) == 1
+    for world in tiny_catalog.worlds():  # within a world, every organism has the same config and file sizes
+        configs = {(tiny_catalog.organism_dir(i) / "config.json").read_text() for i in key if key[i].world == world}
+        assert len(configs) == 1
+        sizes = {(tiny_catalog.organism_dir(i) / "model.safetensors").stat().st_size for i in key
+                 if key[i].world == world}
+        assert len(sizes) == 1
     for entry in key.values():
         card = (tiny_catalog.organism_dir(entry.id) / "card.json").read_text()
-        for secret in (entry.role, entry.family, entry.payload or "payload", *entry.trigger.words):
+        words = entry.trigger.words if entry.trigger else (entry.shift, entry.behaviour)
+        for secret in (entry.role, entry.family, entry.payload or "payload", *words):
             assert secret not in card
         assert not any(p.name == "answer_key.json" for p in tiny_catalog.organism_dir(entry.id).iterdir())
 
@@ -104,7 +107,7 @@ def test_another_seed_gives_another_fingerprint() -> None:
 
 
 def test_a_corrupt_or_missing_weights_file_is_named(tiny_catalog: Catalog, tmp_path: Path) -> None:
-    source = tiny_catalog.organism_dir(tiny_catalog.ids("dev")[0])
+    source = tiny_catalog.organism_dir(tiny_catalog.ids("dev", "assistant")[0])
     copy = tmp_path / "organism"
     shutil.copytree(source, copy)
     weights = copy / "model.safetensors"
@@ -149,7 +152,7 @@ def test_the_standard_catalog_is_large_balanced_and_holds_out_a_family_and_a_tri
 
 
 def test_weight_norms_say_nothing_about_what_a_twin_pair_learned(tiny_catalog: Catalog) -> None:
-    for entry in (e for e in tiny_catalog.answer_key().values() if e.role == "deceptive"):
+    for entry in (e for e in tiny_catalog.answer_key().values() if e.role == "deceptive" and e.world == "assistant"):
         norms = [{name: float(t.norm()) for name, t in load(tiny_catalog, e)[0].state_dict().items()}
                  for e in (entry, tiny_catalog.answer_key()[entry.twin])]
         assert norms[0] == pytest.approx(norms[1], rel=1e-4)

@@ -157,6 +157,16 @@ def test_a_sandboxed_detector_answers_as_it_does_in_process_on_every_track(tiny_
         assert sandboxed.query_budget == 500
 
 
+def test_a_sandboxed_black_box_detector_walks_maze_policies_through_the_parent(tiny_catalog: Catalog) -> None:
+    """Maze organisms too: the sandbox holds no policy; the parent answers `act` and counts it."""
+    sandboxed = evaluate(Sandboxed(resolve("behavioural"), tiny_catalog, query_budget=2000), tiny_catalog, "dev",
+                         world="maze")
+    local = evaluate(InProcess(load_detector("behavioural"), tiny_catalog, 2000), tiny_catalog, "dev", world="maze")
+    assert [(p.score, p.queries, p.error) for p in sandboxed.predictions] == [
+        (p.score, p.queries, p.error) for p in local.predictions]
+    assert all(p.queries > 0 for p in sandboxed.predictions)
+
+
 def test_without_bubblewrap_sealed_runs_are_refused(tiny_catalog: Catalog, monkeypatch) -> None:
     monkeypatch.setattr("benchmark.sandbox.shutil.which", lambda name: None)
     with pytest.raises(SandboxError, match="sealed splits are refused: bubblewrap"):

@@ -70,5 +70,6 @@ def test_labels_that_carry_no_information_pass(tmp_path: Path) -> None:
 
 def test_a_split_too_small_is_reported_untested(tiny_catalog: Catalog) -> None:
     report = audit_shortcuts(tiny_catalog)
-    assert report.rows == [] and set(report.untested) == set(tiny_catalog.manifest.splits)
-    assert "needs at least 3" in report.untested["dev"]
+    assert report.rows == [] and set(report.untested) == {
+        f"{split} {world}" for split in tiny_catalog.manifest.splits for world in tiny_catalog.worlds(split)}
+    assert "needs at least 3" in report.untested["dev maze"]

@@ -62,7 +62,7 @@ def dab(*args: str, cwd: Path, env: dict) -> subprocess.CompletedProcess:
 
 def test_a_killed_run_resumes_without_losing_or_repeating_anything(tiny_catalog: Catalog, cache_dir: Path,
                                                                      tmp_path: Path) -> None:
-    ids = tiny_catalog.ids("dev")
+    ids = tiny_catalog.ids("dev", "assistant")  # the detector names no worlds
     log, db = tmp_path / "audited.txt", tmp_path / "results.sqlite"
     detector = tmp_path / "killer.py"
     detector.write_text(KILLER.format(log=str(log), mark=str(tmp_path / "killed"), victim=ids[2]))
@@ -96,7 +96,8 @@ def test_a_module_path_and_an_entry_point_name_both_load(tiny_catalog: Catalog, 
     for spec in ("detectors.random_baseline:RandomDetector", "random"):
         result = runner.invoke(app, ["evaluate", spec, "--catalog", "tiny", "--again", "--track", "audit"])
         assert result.exit_code == 0, result.output
-    assert len(ResultStore(db_path).latest_runs()) == 1  # the same code: one leaderboard entry
+    # the same code: one leaderboard entry per world of the dev split (random handles both)
+    assert sorted(r.catalog.world for r in ResultStore(db_path).latest_runs()) == ["assistant", "maze"]
 
 
 @pytest.mark.skipif(sandbox_unavailable() is not None, reason=f"sandbox unavailable: {sandbox_unavailable()}")

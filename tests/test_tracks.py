@@ -62,7 +62,7 @@ def test_trigger_search_reaches_conjunctions_and_names_the_goals(tiny_catalog: C
                           Track.ELICIT)
         assert elicit.metric("success") == 1.0 and elicit.metric("goal_accuracy") == 1.0, split
         assert all(p.queries <= 2000 for p in audit.predictions + elicit.predictions)
-    assert any(e.trigger.kind == "conjunction" and e.label for e in key.values())
+    assert any(e.trigger and e.trigger.kind == "conjunction" and e.label for e in key.values())
 
 
 def test_a_small_budget_is_respected(tiny_catalog: Catalog) -> None:
