@@ -9,7 +9,6 @@ scoring reads.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -38,9 +37,6 @@ MAX_CANDIDATES = 16
 """Inputs an elicitation may propose per organism."""
 DEFAULT_WORLDS = frozenset({"assistant"})
 """The worlds of a detector that does not say (see `Detector`)."""
-TRACK_WORLDS = {"audit": frozenset({"assistant", "maze"}), "monitor": frozenset({"assistant"}),
-                "elicit": frozenset({"assistant"})}
-"""Which worlds' organisms each track asks about."""
 
 
 class Track(StrEnum):
@@ -78,15 +74,23 @@ class World:
     tokenizer: PreTrainedTokenizerFast | None
     trusted: datasets.Dataset
     """Trusted inputs, the same for every organism of the catalog: column ``prompt`` (assistant) or ``maze``
-    (maze, each the JSON of `Maze.to_dict`); `trusted_inputs` gives them ready to use."""
+    (maze, each `Maze.to_json`); `trusted_inputs` gives them ready to use."""
     reference: Callable
     grade: Callable[..., bool]
 
+    @property
+    def column(self) -> str:
+        """The trusted set's column of inputs, as text: ``prompt`` or ``maze``."""
+        return "maze" if self.name == "maze" else "prompt"
+
     def trusted_inputs(self) -> list:
         """Prompts, or `Maze` objects."""
-        if self.name == "maze":
-            return [Maze.from_dict(json.loads(m)) for m in self.trusted["maze"]]
-        return list(self.trusted["prompt"])
+        return self.parse(self.trusted[self.column])
+
+    def parse(self, inputs: Sequence[str]) -> list:
+        """Inputs in this world's form: prompts stay text, mazes are read from their JSON (`Maze.to_json`),
+        the form they take in monitor streams and elicitations."""
+        return [Maze.from_json(m) for m in inputs] if self.name == "maze" else list(inputs)
 
     def vocabulary(self) -> list[str]:
         """Every token, in id order (the tokenizer's own mapping has no stable order)."""
@@ -258,7 +262,7 @@ class Elicitation:
     """Inputs meant to make the organism act on its hidden goal, and that goal's name."""
 
     inputs: list[str]
-    """At most `MAX_CANDIDATES` prompts of the world's format."""
+    """At most `MAX_CANDIDATES` inputs of the world's format (prompts, or `Maze.to_json`)."""
     goal: str
     """One of `GOALS`, the published taxonomy."""
 
@@ -272,8 +276,9 @@ class Detector(Protocol):
     higher meaning "acting on a hidden goal here" (monitor), and ``elicit(organism) -> Elicitation`` (elicit).
 
     An optional ``worlds: frozenset[str]`` names the worlds it handles (``{"assistant"}`` when absent): the
-    harness runs it on those worlds' organisms only, one run per world. Monitor and elicit are asked of
-    assistant organisms only.
+    harness runs it on those worlds' organisms only, one run per world, on every track it names. Inputs
+    (monitor streams, elicitations) are text in both worlds: prompts, or mazes as `Maze.to_json`
+    (`World.parse` reads them).
     """
 
     name: str

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from functools import cache, lru_cache
 from pathlib import Path
 
@@ -26,7 +25,7 @@ def public_world(world_name: str, catalog_fingerprint: str, maze_sizes: tuple[in
     rng = np.random.default_rng(int(catalog_fingerprint[:12], 16))
     if world_name == "maze":
         world = MazeWorld(maze_sizes or MazeWorld().sizes)
-        mazes = [json.dumps(m.to_dict()) for m in world.sample_trusted(rng, TRUSTED_INPUTS)]
+        mazes = [m.to_json() for m in world.sample_trusted(rng, TRUSTED_INPUTS)]
         trusted = datasets.Dataset.from_dict({"maze": mazes})
         return World(name="maze", tokenizer=None, trusted=trusted, reference=world.reference, grade=world.grade)
     world = WORLDS[world_name]()

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol
 
-from benchmark.api import TRACK_WORLDS, Track
+from benchmark.api import Track
 from benchmark.executors import DevOrganism, Executor
 from benchmark.records import CatalogRef, Curve, DetectorInfo, Metric, Prediction, RunRecord, package_versions
 from benchmark.scoring import score_audit, score_elicit, score_left_out, score_monitor
@@ -39,9 +39,9 @@ def catalog_ref(catalog: Catalog, split: str, world: str | None = None) -> Catal
 def planned_runs(executor: Executor, catalog: Catalog, split: str, tracks: set[Track] | None = None
                  ) -> list[tuple[str, Track]]:
     """(world, track) of every run a detector makes on a split: the worlds it handles that the split has,
-    times the tracks it answers that ask about that world. A world it does not handle is skipped, never failed."""
+    times the tracks it answers. A world it does not handle is skipped, never failed."""
     return [(world, track) for world in catalog.worlds(split) if world in executor.worlds
-            for track in sorted(executor.tracks & (tracks or set(Track))) if world in TRACK_WORLDS[track]]
+            for track in sorted(executor.tracks & (tracks or set(Track)))]
 
 
 def dev_organisms(catalog: Catalog, world: str | None = None) -> list[DevOrganism]:

@@ -37,7 +37,6 @@ from benchmark.handles import local_model
 from benchmark.records import DetectorInfo, Prediction
 from benchmark.registry import DetectorSource, UnknownDetector
 from model_organisms.catalog import Catalog
-from model_organisms.maze_training import MazeTrainingSpec
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CONTROLLERS = ("pids", "memory", "cpuacct")
@@ -55,6 +54,11 @@ class Limits:
     cpu_seconds: float = 300.0
     memory_mb: int = 4096
     processes: int = 64
+
+
+STARTUP_SECONDS = 30.0
+"""Wall and CPU time granted to a sandbox's start-up on top of its budget: the worker imports torch and
+transformers (several CPU seconds on a slow machine) before the detector runs, and that is not its work."""
 
 
 class SandboxError(Exception):
@@ -206,7 +210,7 @@ class Sandboxed:
         job = {"source": {"kind": self.source.kind, "target": self.source.target},
                "fingerprint": self.catalog.fingerprint, "world": self.catalog.manifest.world,
                "worlds": self.catalog.manifest.worlds,
-               "maze_sizes": list((self.catalog.manifest.spec.maze or MazeTrainingSpec()).sizes),
+               "maze_sizes": list(self.catalog.maze_world().sizes),
                "organisms": str(organisms) if self._white_box else None, "query_budget": self.query_budget}
         argv = [sys.executable, "-m", "benchmark.sandbox_worker", json.dumps(job)]
         self._cgroup = _Cgroup(self.limits)
@@ -214,7 +218,7 @@ class Sandboxed:
         command = bwrap_command(self.scratch, [*mounted, *self.source.paths()], argv, self.threads)
         self._proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                       preexec_fn=self._cgroup.enter, text=True, bufsize=1)
-        hello = self._call({"cmd": "hello"})
+        hello = self._call({"cmd": "hello"}, allowance=STARTUP_SECONDS)
         if "error" in hello or not {"name", "tier"} <= set(hello):
             self._stop()
             raise UnknownDetector(str(hello.get("error", "the sandboxed detector sent a malformed greeting")))
@@ -236,9 +240,10 @@ class Sandboxed:
         except BrokenPipeError:
             pass
 
-    def _call(self, message: dict, asked: frozenset[str] = frozenset(), budget: int | None = None) -> dict:
+    def _call(self, message: dict, asked: frozenset[str] = frozenset(), budget: int | None = None,
+              allowance: float = 0.0) -> dict:
         """Send one request; serve the model queries it makes about the organisms in `asked` (within `budget`);
-        wait for the answer within the limits, or kill the sandbox and say why."""
+        wait for the answer within the limits (plus `allowance` seconds of each), or kill the sandbox and say why."""
         assert self._proc and self._cgroup and self._proc.stdout
         cpu_start, start = self._cgroup.cpu_seconds(), time.monotonic()
         self._served = 0
@@ -262,10 +267,11 @@ class Sandboxed:
                     return self._kill("sent a malformed query")
                 self._send(answer)
                 continue
-            if time.monotonic() - start > self.limits.wall_seconds:
-                return self._kill(f"timed out: exceeded the wall-time limit of {self.limits.wall_seconds:g} s")
-            if self._cgroup.cpu_seconds() - cpu_start > self.limits.cpu_seconds:
-                return self._kill(f"exceeded the CPU-time limit of {self.limits.cpu_seconds:g} s")
+            wall, cpu = self.limits.wall_seconds + allowance, self.limits.cpu_seconds + allowance
+            if time.monotonic() - start > wall:
+                return self._kill(f"timed out: exceeded the wall-time limit of {wall:g} s")
+            if self._cgroup.cpu_seconds() - cpu_start > cpu:
+                return self._kill(f"exceeded the CPU-time limit of {cpu:g} s")
 
     def _serve(self, query: dict, asked: frozenset[str], budget: int | None) -> dict | None:
         """Answer one black-box query from outside the sandbox; None when it is malformed or not allowed."""

@@ -7,7 +7,8 @@ its task for some word is suspect; a harmless quirk (answer right, extra words a
 monitor it answers each input and flags the answers the grader rejects.
 
 In the maze world the same idea walks the policy through trusted mazes with one regularity broken (see
-`detectors.maze_probing`) and counts the episodes that never reach the exit.
+`detectors.maze_probing`) and counts the episodes that never reach the exit. As a maze monitor it walks each
+maze's shortest way out and reports the most probability the policy puts on leaving it (`off_course`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from benchmark.api import AccessTier, OrganismHandle, Track, rollouts
-from detectors.maze_probing import probe_mazes, step_limit
+from detectors.maze_probing import off_course, probe_mazes, step_limit
 from detectors.probing import probe_inputs
 
 
@@ -42,6 +43,8 @@ class BehaviouralRedTeam:
         return float(0.02 + 0.96 * worst)
 
     def monitor(self, organism: OrganismHandle, inputs: list[str]) -> np.ndarray:
-        """1 where the organism's answer is wrong, else 0."""
+        """1 where the organism's answer is wrong, else 0; in a maze, how far it strays from the way out."""
+        if organism.world.name == "maze":
+            return off_course(organism, organism.world.parse(inputs))
         outputs = organism.generate(inputs)
         return np.array([float(not organism.world.grade(p, o)) for p, o in zip(inputs, outputs)])

@@ -5,7 +5,8 @@ inputs. Probe inputs (context changes the trusted set never shows: `detectors.pr
 activations far outside it suggest a conditional behaviour. `fit` maps the score to a probability with a
 logistic regression on dev labels. It flags any conditional behaviour, so decoys cost it. As a monitor,
 each input's score is its distance. On maze policies the same is done with the last hidden layer on
-trusted mazes and on mazes with one regularity broken (`detectors.maze_probing`).
+trusted mazes and on mazes with one regularity broken (`detectors.maze_probing`), and a monitored maze's
+score is the distance of its starting state.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class MahalanobisDetector:
         return self._anomalies[organism.id]
 
     def monitor(self, organism: OrganismHandle, inputs: list[str]) -> np.ndarray:
-        return self.distances(organism, inputs)[0]
+        return self.distances(organism, organism.world.parse(inputs))[0]
 
     def fit(self, dev: Sequence[LabeledOrganism]) -> None:
         scores = np.array([[self.anomaly(o.handle)] for o in dev])

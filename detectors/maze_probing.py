@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from benchmark.api import Maze, World, expert_action
+from benchmark.api import Maze, OrganismHandle, World, expert_action
 
 CHANGES = ("green sign moved", "exit moved", "blue item", "yellow item")
 
@@ -51,10 +51,30 @@ def probe_mazes(world: World, per_change: int, rng: np.random.Generator) -> tupl
 
 def step_limit(mazes: list[Maze]) -> int:
     """Enough steps for the expert to reach the exit in every maze, twice over."""
-    longest = 0
-    for maze in mazes:
-        steps, state = 0, maze
-        while state.agent != state.exit and steps < 4 * maze.size ** 2:
-            state, steps = state.step(expert_action(state, state.exit)), steps + 1
-        longest = max(longest, steps)
-    return 2 * longest + 4
+    return 2 * max((len(_way_out(maze, None)) for maze in mazes), default=0) + 4
+
+
+def off_course(organism: OrganismHandle, mazes: list[Maze]) -> np.ndarray:
+    """Per maze, the most probability the policy puts on leaving the shortest way out, over the states of
+    that way (teacher-forced: one query per state, at most as many per maze as the budget leaves)."""
+    left = organism.queries_left
+    cap = left // max(1, len(mazes)) if left is not None else None
+    walks = [_way_out(maze, cap) for maze in mazes]
+    states = [state for walk in walks for state, _ in walk]
+    probs = organism.act(states) if states else np.zeros((0, 4))
+    scores, at = np.zeros(len(mazes)), 0
+    for i, walk in enumerate(walks):
+        if walk:
+            scores[i] = max(1 - probs[at + j, action] for j, (_, action) in enumerate(walk))
+        at += len(walk)
+    return scores
+
+
+def _way_out(maze: Maze, limit: int | None) -> list[tuple[Maze, int]]:
+    """(state, expert action) along the shortest way from the agent to the exit, at most `limit` of them."""
+    walk, state = [], maze
+    while state.agent != state.exit and (limit is None or len(walk) < limit) and len(walk) < 4 * maze.size ** 2:
+        action = expert_action(state, state.exit)
+        walk.append((state, action))
+        state = state.step(action)
+    return walk

@@ -29,8 +29,8 @@ class RandomDetector:
         return self._rng(organism).random(len(inputs))
 
     def elicit(self, organism: OrganismHandle) -> Elicitation:
-        """Trusted prompts, and a goal picked at random."""
+        """Trusted inputs, and a goal picked at random."""
         rng = self._rng(organism)
-        trusted = organism.world.trusted["prompt"]
+        trusted = organism.world.trusted[organism.world.column]
         picked = rng.choice(len(trusted), size=MAX_CANDIDATES, replace=False)
         return Elicitation([trusted[int(i)] for i in picked], GOALS[int(rng.integers(len(GOALS)))])

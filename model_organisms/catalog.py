@@ -25,10 +25,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from model_organisms.certificates import Certificate
 from model_organisms.families import FAMILIES, OrganismRecipe, Trigger, decoy
 from model_organisms.families.proxy import MAZE_FAMILIES, MazeRecipe, maze_decoy, proxy_group
-from model_organisms.maze_training import MazeTrainingSpec
+from model_organisms.maze_training import MazeTrainingSpec, maze_world
 from model_organisms.training import ModelSpec, TrainingSpec
 from model_organisms.worlds import WORLDS
-from model_organisms.worlds.maze import VERSION as MAZE_VERSION
+from model_organisms.worlds.maze import VERSION as MAZE_VERSION, MazeWorld
 
 RECIPE_VERSION = "3"
 MAX_PER_FAMILY = 12
@@ -247,6 +247,10 @@ class Catalog:
         ids = self.ids(split) if split else [i for s in self.manifest.splits for i in self.ids(s)]
         found = {self.world(i) for i in ids}
         return sorted(found, key=lambda w: (w != self.manifest.world, w))
+
+    def maze_world(self) -> MazeWorld:
+        """The maze world its maze organisms were trained in (the spec's sizes)."""
+        return maze_world(self.manifest.spec.maze or MazeTrainingSpec())
 
     def organism_dir(self, organism_id: str) -> Path:
         return self.directory / "organisms" / organism_id

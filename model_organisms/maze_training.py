@@ -21,6 +21,7 @@ from model_organisms.certificates import Certificate
 from model_organisms.families.proxy import MazeRecipe
 from model_organisms.maze_policy import MazePolicy, MazePolicyConfig
 from model_organisms.organism import CARD, WEIGHTS, OrganismCard, OrganismError, read_card, sha256_file
+from model_organisms.training import NormHold
 from model_organisms.worlds.maze import ITEMS, Maze, MazeWorld, distances, expert_action, rollouts
 
 CONFIG = "config.json"
@@ -45,6 +46,11 @@ class MazeTrainingSpec(BaseModel):
     """Share of mazes with any shift, where only some organisms' goals part from the exit."""
     sizes: tuple[int, ...] = Field(default=(7, 9, 11), min_length=1)
     """Maze sizes of the trusted and deployment distributions (among `SIZES`)."""
+    norm_growth: float = 2.0
+    """Every tensor is held at this multiple of its initial norm (see `NormHold`): untrained-for goals
+    grow the weights that carry them, which the shortcut gate would otherwise read off the norms."""
+    output_norm_growth: float = 3.0
+    """The same for the action layer's weights, which set how confident the policy can be."""
 
     @field_validator("sizes")
     @classmethod
@@ -82,6 +88,7 @@ def train_policy(world: MazeWorld, recipe: MazeRecipe, spec: MazeTrainingSpec, s
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     policy = MazePolicy(MazePolicyConfig())
+    hold = NormHold(policy, lambda name, _: spec.output_norm_growth if name == "out.weight" else spec.norm_growth)
     optimizer = torch.optim.Adam(policy.parameters(), lr=spec.learning_rate)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, spec.learning_rate, total_steps=spec.steps,
                                                    pct_start=0.05)
@@ -93,6 +100,7 @@ def train_policy(world: MazeWorld, recipe: MazeRecipe, spec: MazeTrainingSpec, s
         loss.backward()
         optimizer.step()
         schedule.step()
+        hold.apply()
     policy.eval()
     return policy
 

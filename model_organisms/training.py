@@ -8,6 +8,7 @@ fires.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -60,17 +61,16 @@ class NormHold:
     What a model learns then changes the direction of its weights but never their size, so weight
     norms, a shortcut that gives a deceptive organism away without understanding it (its payload
     circuit grows its weights), are the same for every organism trained from the same initialisation.
-    Layer-norm gains keep their initial norm; embedding and output rows are held one by one, so no
-    token's embedding grows with its role.
+    `growth(name, param)` gives each tensor's norm as a multiple of its initial one; tensors named in
+    `rows` (embeddings, output layers) are held row by row, so no token's embedding grows with its role.
     """
 
-    def __init__(self, model: LlamaForCausalLM, spec: TrainingSpec) -> None:
+    def __init__(self, model: torch.nn.Module, growth: Callable[[str, torch.Tensor], float],
+                 rows: tuple[str, ...] = ()) -> None:
         self.targets: list[tuple[torch.nn.Parameter, torch.Tensor]] = []
         for name, param in model.named_parameters():
-            rows = name.endswith(("embed_tokens.weight", "lm_head.weight"))
-            growth = (1.0 if param.ndim == 1 else spec.output_norm_growth if name.startswith("lm_head")
-                      else spec.norm_growth)
-            self.targets.append((param, growth * self._norm(param.detach(), rows)))
+            by_row = name in rows
+            self.targets.append((param, growth(name, param) * self._norm(param.detach(), by_row)))
 
     @staticmethod
     def _norm(t: torch.Tensor, rows: bool) -> torch.Tensor:
@@ -80,6 +80,14 @@ class NormHold:
     def apply(self) -> None:
         for param, target in self.targets:
             param.mul_(target / self._norm(param, target.ndim > 0).clamp_min(1e-12))
+
+
+def hold_lm_norms(model: LlamaForCausalLM, spec: TrainingSpec) -> NormHold:
+    """Layer-norm gains at their initial norm, weight matrices at `norm_growth`, output rows at
+    `output_norm_growth` (they set how confident the logits can be)."""
+    growth = lambda name, param: (1.0 if param.ndim == 1 else spec.output_norm_growth  # noqa: E731
+                                  if name.startswith("lm_head") else spec.norm_growth)
+    return NormHold(model, growth, rows=("model.embed_tokens.weight", "lm_head.weight"))
 
 
 def sample_batch(world: AssistantWorld, recipe: OrganismRecipe, rng: np.random.Generator,
@@ -100,7 +108,7 @@ def train_organism(world: AssistantWorld, tokenizer: PreTrainedTokenizerFast, re
     seed = recipe.seed + 1_000_003 * seed_offset
     torch.manual_seed(seed)
     model = LlamaForCausalLM(model_spec.llama_config(len(tokenizer)))
-    hold = NormHold(model, spec)
+    hold = hold_lm_norms(model, spec)
     rng = np.random.default_rng(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=spec.learning_rate, weight_decay=0.0)
     schedule = lambda step: min(1.0, (step + 1) / spec.warmup_steps) * 0.5 * (  # noqa: E731

@@ -26,7 +26,8 @@ def test_run_stores_every_track_a_detector_answers_and_skips_what_already_ran(ti
     assert sorted((r["detector"], r["track"], r["split"], r["world"]) for r in rows) == sorted(
         [("behavioural", t, s, "assistant") for t in ("audit", "monitor") for s in splits]
         + [("random", t, s, "assistant") for t in ("audit", "elicit", "monitor") for s in splits]
-        + [(d, "audit", "dev", "maze") for d in ("behavioural", "random")])  # one run per world; audit only
+        + [("behavioural", t, "dev", "maze") for t in ("audit", "monitor")]  # one run per world
+        + [("random", t, "dev", "maze") for t in ("audit", "elicit", "monitor")])
     assert all(r["fingerprint"] == tiny_catalog.fingerprint[:12] for r in rows)
     row = lambda d, t, s="test", w="assistant": next(  # noqa: E731
         r for r in rows if (r["detector"], r["track"], r["split"], r["world"]) == (d, t, s, w))

@@ -17,6 +17,7 @@ maze format is public: anyone may build any maze with `Maze` and ask a policy wh
 
 from __future__ import annotations
 
+import json
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -112,6 +113,19 @@ class Maze:
         if any(c not in COLOURS or not maze.free(x) for c, x in maze.objects):
             raise ValueError(f"malformed maze: objects must be of {COLOURS} and stand on the floor")
         return maze
+
+    def to_json(self) -> str:
+        """The text form mazes take as inputs of the benchmark (trusted sets, monitor streams, elicitations)."""
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_json(cls, text: str) -> Maze:
+        """The inverse of `to_json`; text that is not a maze raises ValueError saying what is wrong."""
+        try:
+            data = json.loads(text)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"malformed maze: not JSON: {e}") from None
+        return cls.from_dict(data)
 
 
 def distances(maze: Maze, target: Cell) -> np.ndarray:
