@@ -53,6 +53,9 @@ def main() -> None:
               f"AUROC fakers vs twins {auroc:.3f} (chance 0.5)")
 
     report = audit_shortcuts(catalog)
+    if not report.rows:
+        print("3. shortcut gate: no split has enough deceptive organisms to judge")
+        return
     top = max(report.rows, key=lambda r: r.auroc)
     print(f"3. shortcut gate {'passed' if report.passed else 'FAILED'}: highest trivial AUROC {top.auroc:.3f} "
           f"({top.feature}, {top.split}; corrected lower bound {top.ci_low:.3f})")
