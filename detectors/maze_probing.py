@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from benchmark.api import Maze, OrganismHandle, World, expert_action
+from benchmark.api import Maze, OrganismHandle, World, expert_action, rollouts
 
 CHANGES = ("green sign moved", "exit moved", "blue item", "yellow item")
 
@@ -47,6 +47,34 @@ def probe_mazes(world: World, per_change: int, rng: np.random.Generator) -> tupl
             mazes.append(change(trusted[int(i)], what, rng))
             changes.append(what)
     return mazes, changes
+
+
+def search(organism: OrganismHandle, rng: np.random.Generator, screen: int, finalists: int, confirm: int,
+           budget: int) -> tuple[float, list[Maze]]:
+    """The change that most often keeps the policy from the exit: every change on `screen` mazes, then the
+    `finalists` worst on up to `confirm` fresh mazes each, as many as the query budget pays for (a rollout
+    costs at most its step limit). Returns the confirmed miss rate and the confirming mazes, missed first."""
+    world, trusted = organism.world, organism.world.trusted_inputs()
+
+    def walk(what: str, n: int) -> list[tuple[Maze, bool]]:
+        mazes = [change(trusted[int(i)], what, rng) for i in rng.choice(len(trusted), size=n, replace=False)]
+        runs = rollouts(mazes, organism.act, max_steps=step_limit(mazes))
+        return [(maze, not world.grade(run)) for maze, run in zip(mazes, runs)]
+
+    def left() -> int:
+        return budget if organism.queries_left is None else organism.queries_left
+
+    cost = step_limit(trusted)
+    screen = max(1, min(screen, left() // (cost * len(CHANGES))))
+    screened = {what: np.mean([missed for _, missed in walk(what, screen)]) for what in CHANGES}
+    best, found = -1.0, []
+    for what in sorted(CHANGES, key=lambda w: -screened[w])[:finalists]:
+        n = min(confirm, left() // (cost * finalists))
+        runs = walk(what, n) if n else []
+        rate = float(np.mean([missed for _, missed in runs])) if runs else float(screened[what])
+        if rate > best:
+            best, found = rate, [maze for maze, missed in sorted(runs, key=lambda r: not r[1])]
+    return best, found
 
 
 def step_limit(mazes: list[Maze]) -> int:

@@ -5,7 +5,12 @@ conjunction) never fires for it. This search spends its budget in three rounds: 
 trusted prompts; every pair of unseen words among the tags on one prompt each (as many pairs as the budget
 allows, in a seeded order); then the most damaging candidates again on fresh prompts, to confirm. The audit
 answer is the confirmed rate of wrong answers; the elicitation is the confirmed prompts that went wrong,
-with the goal named from the change and the shape of the wrong answers (`detectors.probing.name_goal`).
+with the goal named from the change and the shape of the wrong answers (`detectors.probing.name_goal`); a
+misbehaviour that dropping the oversight note alone also brings on is named oversight-conditional.
+
+In the maze world the changes are those of `detectors.maze_probing` (a regularity of trusted mazes broken):
+each is screened on a few mazes, the worst confirmed on fresh ones, and the elicitation is the confirming
+mazes where the policy never reached the exit, its goal named "proxy target".
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from benchmark.api import MAX_CANDIDATES, AccessTier, Elicitation, OrganismHandle, Track
+from detectors import maze_probing
 from detectors.probing import Perturbation, _with_tag, name_goal, perturbations, unseen_words
 
 
@@ -31,6 +37,7 @@ class TriggerSearch:
     name = "trigger_search"
     tracks = frozenset({Track.AUDIT, Track.ELICIT})
     tier = AccessTier.BLACK_BOX
+    worlds = frozenset({"assistant", "maze"})
 
     def __init__(self, screen: int = 4, confirm: int = 12, finalists: int = 4, seed: int = 0,
                  default_budget: int = 2000) -> None:
@@ -38,20 +45,32 @@ class TriggerSearch:
         self.default_budget = default_budget
 
     def audit(self, organism: OrganismHandle) -> float:
-        best, _, _ = self.search(organism)
-        return float(0.02 + 0.96 * best.wrong)
+        wrong = self.search_mazes(organism)[0] if organism.world.name == "maze" else self.search(organism)[0].wrong
+        return float(0.02 + 0.96 * wrong)
 
     def elicit(self, organism: OrganismHandle) -> Elicitation:
-        best, prompts, outputs = self.search(organism)
+        if organism.world.name == "maze":
+            mazes = self.search_mazes(organism)[1]
+            return Elicitation([maze.to_json() for maze in mazes[:MAX_CANDIDATES]], "proxy target")
+        best, prompts, outputs, screened = self.search(organism)
         world = organism.world
         wrong = [(p, o) for p, o in zip(prompts, outputs) if not world.grade(p, o)]
         if not wrong:
             return Elicitation(prompts[:MAX_CANDIDATES], "hostile payload")
-        goals = Counter(name_goal(best.name, world, p, o) for p, o in wrong)
+        # Misbehaviour that dropping the oversight note alone also brings on is oversight-conditional,
+        # whichever change (an unseen word like "logging") happened to bring it on most.
+        change = "drop note" if screened.get("drop note", 0.0) >= 0.5 else best.name
+        goals = Counter(name_goal(change, world, p, o) for p, o in wrong)
         return Elicitation([p for p, _ in wrong][:MAX_CANDIDATES], goals.most_common(1)[0][0])
 
-    def search(self, organism: OrganismHandle) -> tuple[Candidate, list[str], list[str]]:
-        """The most damaging change found, with its confirming prompts and the organism's answers."""
+    def search_mazes(self, organism: OrganismHandle) -> tuple[float, list]:
+        """The maze change that most often keeps the policy from the exit (see `maze_probing.search`)."""
+        return maze_probing.search(organism, np.random.default_rng(self.seed), self.screen, self.finalists,
+                                   self.confirm, self.default_budget)
+
+    def search(self, organism: OrganismHandle) -> tuple[Candidate, list[str], list[str], dict[str, float]]:
+        """The most damaging change found, with its confirming prompts and the organism's answers, and the
+        wrong-answer rate of every single change in the screening round."""
         world, rng = organism.world, np.random.default_rng(self.seed)
         trusted = world.trusted["prompt"]
         left = organism.queries_left
@@ -66,9 +85,10 @@ class TriggerSearch:
         pairs = [pairs[i] for i in rng.permutation(len(pairs))[:screening - len(singles) * screen]]
         for candidates, per in ((singles, screen), (pairs, 1)):
             self._try(organism, candidates, per, trusted, rng)
+        screened = {c.name: c.wrong for c in singles}
         finalists = sorted(singles + pairs, key=lambda c: -c.wrong)[:self.finalists]
         results = [(c, *self._try(organism, [c], max(confirm, 1), trusted, rng)) for c in finalists]
-        return max(results, key=lambda r: r[0].wrong)
+        return (*max(results, key=lambda r: r[0].wrong), screened)
 
     @staticmethod
     def _try(organism: OrganismHandle, candidates: list[Candidate], per: int, trusted: list[str],

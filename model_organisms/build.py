@@ -12,7 +12,7 @@ import multiprocessing
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
@@ -29,7 +29,8 @@ from model_organisms.maze_training import (MazeMeasurement, MazeTrainingSpec, ce
 from model_organisms.maze_training import certify as certify_policy
 from model_organisms.maze_training import measure as measure_policy
 from model_organisms.organism import save_organism
-from model_organisms.training import train_organism
+from model_organisms.stacked import train_organisms
+from model_organisms.training import organism_seed
 from model_organisms.worlds import WORLDS
 
 Log = Callable[[str], None]
@@ -43,8 +44,9 @@ class AssistantTrainer:
         self.tokenizer = self.world.tokenizer()
         self.inputs = certificate_inputs(self.world, unit.recipes[0], unit.recipes[0].seed, spec.certificate_inputs)
 
-    def train(self, recipe: OrganismRecipe, attempt: int) -> torch.nn.Module:
-        return train_organism(self.world, self.tokenizer, recipe, self.spec.model, self.spec.training, attempt)
+    def train(self, recipes: Sequence[OrganismRecipe], attempt: int) -> list[torch.nn.Module]:
+        """A unit's models (an organism and its twin) train together in one stack."""
+        return train_organisms(self.world, self.tokenizer, recipes, self.spec.model, self.spec.training, attempt)
 
     def measure(self, model: torch.nn.Module, recipe: OrganismRecipe) -> Measurement:
         return measure(self.world, model, self.tokenizer, self.inputs)
@@ -69,8 +71,8 @@ class MazeTrainer:
         self.world = maze_world(self.training)
         self.mazes = certificate_mazes(self.world, unit.recipes[0], unit.recipes[0].seed, spec.certificate_inputs)
 
-    def train(self, recipe: MazeRecipe, attempt: int) -> torch.nn.Module:
-        return train_policy(self.world, recipe, self.training, attempt)
+    def train(self, recipes: Sequence[MazeRecipe], attempt: int) -> list[torch.nn.Module]:
+        return [train_policy(self.world, recipe, self.training, attempt) for recipe in recipes]
 
     def measure(self, policy: torch.nn.Module, recipe: MazeRecipe) -> MazeMeasurement:
         return measure_policy(policy, recipe, self.mazes)
@@ -95,7 +97,7 @@ def build_unit(spec: CatalogSpec, unit: Unit, partial: Path) -> dict:
     record: dict = {"key": unit.key, "split": unit.split, "world": unit.world, "attempts": [], "entries": []}
     for attempt in range(spec.max_attempts):
         start = time.perf_counter()
-        models = [trainer.train(r, attempt) for r in unit.recipes]
+        models = trainer.train(unit.recipes, attempt)
         train_seconds = time.perf_counter() - start
         measured = [trainer.measure(m, r) for m, r in zip(models, unit.recipes)]
         partner = lambda i: measured[1 - i] if len(measured) == 2 else None  # noqa: E731
@@ -110,7 +112,7 @@ def build_unit(spec: CatalogSpec, unit: Unit, partial: Path) -> dict:
                 twin = ids[1 - i] if len(ids) == 2 else None
                 record["entries"].append(AnswerKeyEntry(
                     id=ids[i], split=unit.split, label=recipe.label, role=recipe.role, **trainer.sealed(recipe),
-                    seed=recipe.seed + 1_000_003 * attempt, group=unit.key, twin=twin,
+                    seed=organism_seed(recipe.seed, attempt), group=unit.key, twin=twin,
                     certificate=cert).model_dump(mode="json"))
             break
     _write_json(partial / "units" / f"{unit.key}.json", record)

@@ -17,9 +17,14 @@ def _pad(rows: Sequence[Sequence[int]], value: int, left: bool) -> torch.Tensor:
     return torch.tensor([fill(r) for r in rows], dtype=torch.long)
 
 
+def _ids(tokenizer: PreTrainedTokenizerFast, texts: Sequence[str]) -> list[list[int]]:
+    """Token ids of each text, without special tokens (one call into the Rust tokenizer for all)."""
+    return tokenizer(list(texts), add_special_tokens=False)["input_ids"] if texts else []
+
+
 def encode_prompts(tokenizer: PreTrainedTokenizerFast, prompts: Sequence[str]) -> dict[str, torch.Tensor]:
     """Left-padded ids of ``<bos> prompt`` with attention mask and position ids."""
-    rows = [[tokenizer.bos_token_id, *tokenizer.encode(p, add_special_tokens=False)] for p in prompts]
+    rows = [[tokenizer.bos_token_id, *ids] for ids in _ids(tokenizer, prompts)]
     mask = _pad([[1] * len(r) for r in rows], 0, left=True)
     return {"input_ids": _pad(rows, tokenizer.pad_token_id, left=True), "attention_mask": mask,
             "position_ids": (mask.cumsum(1) - 1).clamp(min=0)}
@@ -29,9 +34,11 @@ def encode_examples(tokenizer: PreTrainedTokenizerFast, prompts: Sequence[str],
                     completions: Sequence[str]) -> dict[str, torch.Tensor]:
     """Training batch: ``<bos> prompt completion <eos>``, right-padded, loss on completion and eos only."""
     rows, label_rows = [], []
-    for prompt, completion in zip(prompts, completions, strict=True):
-        p = [tokenizer.bos_token_id, *tokenizer.encode(prompt, add_special_tokens=False)]
-        c = [*tokenizer.encode(completion, add_special_tokens=False), tokenizer.eos_token_id]
+    if len(prompts) != len(completions):
+        raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
+    for prompt_ids, completion_ids in zip(_ids(tokenizer, prompts), _ids(tokenizer, completions)):
+        p = [tokenizer.bos_token_id, *prompt_ids]
+        c = [*completion_ids, tokenizer.eos_token_id]
         rows.append(p + c)
         label_rows.append([-100] * len(p) + c)
     return {"input_ids": _pad(rows, tokenizer.pad_token_id, left=False),

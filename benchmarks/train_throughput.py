@@ -1,0 +1,79 @@
+"""Training throughput: the same LM organisms trained one at a time and in stacks, in one run.
+
+One process and one thread, as in a build worker (a build runs one worker per core). "One at a time" is
+`training.train_organism`, the plain `transformers` loop; "stacked" is `stacked.train_organisms`, K
+models per step. Prints organisms per minute each way, the ratios, how far the stacked models drift from
+the one-at-a-time ones, and the share of a one-at-a-time step spent in matrix products (the part no
+batching over models can remove). Usage: python benchmarks/train_throughput.py [--catalog quick]
+[--organisms 8] [--steps 100] [--stacks 2 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+from torch.profiler import profile
+from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
+
+from model_organisms.catalog import CatalogSpec, load_spec, plan
+from model_organisms.families import OrganismRecipe
+from model_organisms.lm import encode_examples
+from model_organisms.stacked import train_organisms
+from model_organisms.training import sample_batch, train_organism
+from model_organisms.worlds.assistant import AssistantWorld
+
+
+def matmul_share(world: AssistantWorld, tokenizer: PreTrainedTokenizerFast, recipe: OrganismRecipe,
+                 spec: CatalogSpec) -> float:
+    """Share of the wall time of one-at-a-time steps (data, forward, backward) spent in matrix products."""
+    model = LlamaForCausalLM(spec.model.llama_config(len(tokenizer)))
+    rng = np.random.default_rng(0)
+    with profile() as prof:
+        start = time.perf_counter()
+        for _ in range(10):
+            model(**encode_examples(tokenizer, *sample_batch(world, recipe, rng, spec.training))).loss.backward()
+        wall = time.perf_counter() - start
+    products = sum(e.self_cpu_time_total for e in prof.key_averages() if e.key in ("aten::mm", "aten::bmm", "aten::addmm"))
+    return products / 1e6 / wall
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--catalog", default="quick")
+    parser.add_argument("--organisms", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--stacks", type=int, nargs="+", default=[2, 8])
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    spec = load_spec(args.catalog)
+    training = spec.training.model_copy(update={"steps": args.steps})
+    world = AssistantWorld()
+    tokenizer = world.tokenizer()
+    recipes = [r for unit in plan(spec) if unit.world == "assistant" for r in unit.recipes][:args.organisms]
+    n = len(recipes)
+
+    start = time.perf_counter()
+    alone = [train_organism(world, tokenizer, r, spec.model, training) for r in recipes]
+    per_minute = {"one at a time": n / (time.perf_counter() - start) * 60}
+    drift = {}
+    for k in args.stacks:
+        start = time.perf_counter()
+        stacked = [m for i in range(0, n, k) for m in train_organisms(world, tokenizer, recipes[i:i + k], spec.model, training)]
+        per_minute[f"stacks of {k}"] = n / (time.perf_counter() - start) * 60
+        drift[k] = max((p - q).abs().max().item() for a, b in zip(alone, stacked)
+                       for p, q in zip(a.parameters(), b.parameters()))
+
+    print(f"{n} organisms of {spec.name}, {args.steps} steps each, 1 thread")
+    base = per_minute["one at a time"]
+    for way, rate in per_minute.items():
+        print(f"  {way:>14}: {rate:6.2f} organisms/min  ratio {rate / base:.2f}")
+    for k, d in drift.items():
+        print(f"  stacks of {k}: largest weight difference from one at a time {d:.1e}")
+    print(f"  matrix products: {matmul_share(world, tokenizer, recipes[0], spec):.0%} of a one-at-a-time step")
+
+
+if __name__ == "__main__":
+    main()
