@@ -36,8 +36,8 @@ def matmul_share(world: AssistantWorld, tokenizer: PreTrainedTokenizerFast, reci
         for _ in range(10):
             model(**encode_examples(tokenizer, *sample_batch(world, recipe, rng, spec.training))).loss.backward()
         wall = time.perf_counter() - start
-    products = sum(e.self_cpu_time_total for e in prof.key_averages() if e.key in ("aten::mm", "aten::bmm", "aten::addmm"))
-    return products / 1e6 / wall
+    products = ("aten::mm", "aten::bmm", "aten::addmm")
+    return sum(e.self_cpu_time_total for e in prof.key_averages() if e.key in products) / 1e6 / wall
 
 
 def main() -> None:
@@ -61,7 +61,8 @@ def main() -> None:
     drift = {}
     for k in args.stacks:
         start = time.perf_counter()
-        stacked = [m for i in range(0, n, k) for m in train_organisms(world, tokenizer, recipes[i:i + k], spec.model, training)]
+        stacked = [m for i in range(0, n, k)
+                   for m in train_organisms(world, tokenizer, recipes[i:i + k], spec.model, training)]
         per_minute[f"stacks of {k}"] = n / (time.perf_counter() - start) * 60
         drift[k] = max((p - q).abs().max().item() for a, b in zip(alone, stacked)
                        for p, q in zip(a.parameters(), b.parameters()))

@@ -15,7 +15,6 @@ than an organism and its twin (they share a unit and its retries).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -26,7 +25,8 @@ from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
 from model_organisms.families import OrganismRecipe
 from model_organisms.lm import encode_examples
-from model_organisms.training import ModelSpec, NormHold, TrainingSpec, hold_lm_norms, organism_seed, sample_batch
+from model_organisms.training import (ModelSpec, NormHold, TrainingSpec, fresh_model, hold_lm_norms, optimize,
+                                      organism_seed, sample_batch)
 from model_organisms.worlds.assistant import AssistantWorld
 
 
@@ -116,18 +116,12 @@ def train_organisms(world: AssistantWorld, tokenizer: PreTrainedTokenizerFast, r
                     model_spec: ModelSpec, spec: TrainingSpec, attempt: int = 0) -> list[LlamaForCausalLM]:
     """Train one fresh model per recipe, all in one stack; `attempt` gives a retry new inits and data."""
     seeds = [organism_seed(recipe.seed, attempt) for recipe in recipes]
-    models = []
-    for seed in seeds:
-        torch.manual_seed(seed)
-        models.append(LlamaForCausalLM(model_spec.llama_config(len(tokenizer))))
+    models = [fresh_model(model_spec, tokenizer, seed) for seed in seeds]
     stack = StackedLlama(models)
     hold = NormHold.stacked([hold_lm_norms(m, spec) for m in models], stack.params)
     rngs = [np.random.default_rng(seed) for seed in seeds]
     params = list(stack.params.values())
-    optimizer = torch.optim.AdamW(params, lr=spec.learning_rate, weight_decay=0.0)
-    schedule = lambda step: min(1.0, (step + 1) / spec.warmup_steps) * 0.5 * (  # noqa: E731
-        1 + math.cos(math.pi * step / spec.steps))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    optimizer, scheduler = optimize(params, spec)
     for _ in range(spec.steps):
         batches = [encode_examples(tokenizer, *sample_batch(world, recipe, rng, spec))
                    for recipe, rng in zip(recipes, rngs)]

@@ -114,20 +114,31 @@ def organism_seed(seed: int, attempt: int) -> int:
     return seed + 1_000_003 * attempt
 
 
+def fresh_model(model_spec: ModelSpec, tokenizer: PreTrainedTokenizerFast, seed: int) -> LlamaForCausalLM:
+    """The initial weights of an organism trained from `seed` (a twin shares them with its partner)."""
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(model_spec.llama_config(len(tokenizer)))
+
+
+def optimize(params: list[torch.nn.Parameter], spec: TrainingSpec
+             ) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW without weight decay (the norm hold sets the weights' size), linear warm-up, cosine decay."""
+    optimizer = torch.optim.AdamW(params, lr=spec.learning_rate, weight_decay=0.0)
+    schedule = lambda step: min(1.0, (step + 1) / spec.warmup_steps) * 0.5 * (  # noqa: E731
+        1 + math.cos(math.pi * step / spec.steps))
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+
+
 def train_organism(world: AssistantWorld, tokenizer: PreTrainedTokenizerFast, recipe: OrganismRecipe,
                    model_spec: ModelSpec, spec: TrainingSpec, seed_offset: int = 0) -> LlamaForCausalLM:
     """Train a fresh model on the recipe, one model at a time: the reference that `stacked` matches.
 
     `seed_offset` gives a retry a new init and data order."""
     seed = organism_seed(recipe.seed, seed_offset)
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(model_spec.llama_config(len(tokenizer)))
+    model = fresh_model(model_spec, tokenizer, seed)
     hold = hold_lm_norms(model, spec)
     rng = np.random.default_rng(seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=spec.learning_rate, weight_decay=0.0)
-    schedule = lambda step: min(1.0, (step + 1) / spec.warmup_steps) * 0.5 * (  # noqa: E731
-        1 + math.cos(math.pi * step / spec.steps))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    optimizer, scheduler = optimize(list(model.parameters()), spec)
     model.train()
     for _ in range(spec.steps):
         prompts, targets = sample_batch(world, recipe, rng, spec)
