@@ -152,12 +152,16 @@ def test_a_stack_trains_the_same_models_as_one_at_a_time() -> None:
     assert not torch.allclose(stacked[0].lm_head.weight, stacked[1].lm_head.weight, atol=1e-3)
 
 
-def test_the_standard_catalog_is_large_balanced_and_holds_out_a_family_and_a_trigger_kind() -> None:
-    recipes = {split: [r for u in plan(load_spec("standard")) if u.split == split for r in u.recipes]
+def test_the_standard_catalog_is_large_balanced_holds_out_a_family_and_a_trigger_kind_and_has_mazes() -> None:
+    units = plan(load_spec("standard"))
+    for split in ("dev", "test", "holdout"):
+        for world, least in (("assistant", 12), ("maze", 3)):  # 3: the fewest the shortcut gate judges
+            roles = [r.role for u in units if u.split == split and u.world == world for r in u.recipes]
+            assert roles.count("deceptive") == roles.count("twin") == roles.count("decoy") >= least, (split, world)
+        proxies = {r.goal for u in units if u.split == split and u.world == "maze" for r in u.recipes if r.label}
+        assert proxies == {"green", "corner"}, split  # "green" cannot be hard-coded in any split
+    recipes = {split: [r for u in units if u.split == split and u.world == "assistant" for r in u.recipes]
                for split in ("dev", "test", "holdout")}
-    for split, rs in recipes.items():
-        roles = [r.role for r in rs]
-        assert len(rs) >= 36 and roles.count("deceptive") == roles.count("twin") == roles.count("decoy"), split
     seen = [r for split in ("dev", "test") for r in recipes[split]]
     assert {r.family for r in recipes["holdout"]} - {r.family for r in seen} == {"date"}
     assert {r.trigger.kind for r in recipes["holdout"]} - {r.trigger.kind for r in seen} == {"threshold"}
