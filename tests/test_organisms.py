@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from benchmark.shortcuts import MIN_DECEPTIVE
 from model_organisms.build import build_catalog
 from model_organisms.catalog import AnswerKeyEntry, Catalog, load_spec, plan
 from model_organisms.certificates import certificate_inputs, certify, measure
@@ -155,7 +156,7 @@ def test_a_stack_trains_the_same_models_as_one_at_a_time() -> None:
 def test_the_standard_catalog_is_large_balanced_holds_out_a_family_and_a_trigger_kind_and_has_mazes() -> None:
     units = plan(load_spec("standard"))
     for split in ("dev", "test", "holdout"):
-        for world, least in (("assistant", 12), ("maze", 3)):  # 3: the fewest the shortcut gate judges
+        for world, least in (("assistant", 12), ("maze", MIN_DECEPTIVE)):  # the gate judges every world
             roles = [r.role for u in units if u.split == split and u.world == world for r in u.recipes]
             assert roles.count("deceptive") == roles.count("twin") == roles.count("decoy") >= least, (split, world)
         proxies = {r.goal for u in units if u.split == split and u.world == "maze" for r in u.recipes if r.label}
