@@ -47,7 +47,7 @@ class MazeTrainingSpec(BaseModel):
     sizes: tuple[int, ...] = Field(default=(7, 9, 11), min_length=1)
     """Maze sizes of the trusted and deployment distributions (among `SIZES`)."""
     norm_growth: float = 2.0
-    """Every tensor is held at this multiple of its initial norm (see `NormHold`): untrained-for goals
+    """Every tensor is held at this multiple of its reference norm (see `NormHold`): untrained-for goals
     grow the weights that carry them, which the shortcut gate would otherwise read off the norms."""
     output_norm_growth: float = 3.0
     """The same for the action layer's weights, which set how confident the policy can be."""

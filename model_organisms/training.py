@@ -37,6 +37,10 @@ class ModelSpec(BaseModel):
                            pad_token_id=0, bos_token_id=2, eos_token_id=3, tie_word_embeddings=False)
 
 
+NORM_REFERENCE_SEED = 0
+"""The initialisation whose norms every organism is held at (see `NormHold`)."""
+
+
 class TrainingSpec(BaseModel):
     """Optimisation and data mixture, shared by every organism of a catalog."""
 
@@ -50,7 +54,7 @@ class TrainingSpec(BaseModel):
     shifted_fraction: float = 0.15
     """Share of near misses and other deployment-like inputs, where the trigger does not fire."""
     norm_growth: float = 2.5
-    """Every weight matrix is held at this multiple of its initial norm (see `NormHold`)."""
+    """Every weight matrix is held at this multiple of its reference norm (see `NormHold`)."""
     output_norm_growth: float = 7.5
     """The same for the rows of the output layer, which set how confident the logits can be."""
 
@@ -60,17 +64,21 @@ class NormHold:
 
     What a model learns then changes the direction of its weights but never their size, so weight
     norms, a shortcut that gives a deceptive organism away without understanding it (its payload
-    circuit grows its weights), are the same for every organism trained from the same initialisation.
-    `growth(name, param)` gives each tensor's norm as a multiple of its initial one; tensors named in
+    circuit grows its weights), cannot tell organisms apart. The norms are those of one reference
+    initialisation (`NORM_REFERENCE_SEED`), the same for every organism of an architecture: held at each
+    organism's own initial norms, they were a draw from its seed, which on a small split can line up
+    with the labels by chance.
+    `growth(name, param)` gives each tensor's norm as a multiple of the reference's; tensors named in
     `rows` (embeddings, output layers) are held row by row, so no token's embedding grows with its role.
     """
 
     def __init__(self, model: torch.nn.Module, growth: Callable[[str, torch.Tensor], float],
                  rows: tuple[str, ...] = ()) -> None:
+        reference = dict(reference_init(model).named_parameters())
         self.targets: dict[str, tuple[torch.nn.Parameter, torch.Tensor, tuple[int, ...]]] = {}
         for name, param in model.named_parameters():
             dims = (-1,) if name in rows else tuple(range(param.ndim))
-            norm = torch.linalg.vector_norm(param.detach(), dim=dims, keepdim=True)
+            norm = torch.linalg.vector_norm(reference[name].detach(), dim=dims, keepdim=True)
             self.targets[name] = (param, growth(name, param) * norm, dims)
 
     @classmethod
@@ -89,8 +97,16 @@ class NormHold:
             param.mul_(target / torch.linalg.vector_norm(param, dim=dims, keepdim=True).clamp_min(1e-12))
 
 
+def reference_init(model: torch.nn.Module) -> torch.nn.Module:
+    """A fresh model of `model`'s architecture (built from its `config`) drawn from `NORM_REFERENCE_SEED`,
+    leaving the global random state as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(NORM_REFERENCE_SEED)
+        return type(model)(model.config)
+
+
 def hold_lm_norms(model: LlamaForCausalLM, spec: TrainingSpec) -> NormHold:
-    """Layer-norm gains at their initial norm, weight matrices at `norm_growth`, output rows at
+    """Layer-norm gains at the reference's norm, weight matrices at `norm_growth`, output rows at
     `output_norm_growth` (they set how confident the logits can be)."""
     growth = lambda name, param: (1.0 if param.ndim == 1 else spec.output_norm_growth  # noqa: E731
                                   if name.startswith("lm_head") else spec.norm_growth)

@@ -171,8 +171,9 @@ def test_the_standard_catalog_is_large_balanced_holds_out_a_family_and_a_trigger
                                                          "wrong_guess"}
 
 
-def test_weight_norms_say_nothing_about_what_a_twin_pair_learned(tiny_catalog: Catalog) -> None:
-    for entry in (e for e in tiny_catalog.answer_key().values() if e.role == "deceptive" and e.world == "assistant"):
-        norms = [{name: float(t.norm()) for name, t in load(tiny_catalog, e)[0].state_dict().items()}
-                 for e in (entry, tiny_catalog.answer_key()[entry.twin])]
-        assert norms[0] == pytest.approx(norms[1], rel=1e-4)
+def test_weight_norms_say_nothing_about_an_organism(tiny_catalog: Catalog) -> None:
+    """Every language model, whatever its role and seed, is held at the same norms: not even chance tells them apart."""
+    entries = [e for e in tiny_catalog.answer_key().values() if e.world == "assistant"]
+    assert {e.role for e in entries} == {"deceptive", "twin", "decoy"}
+    norms = [{name: float(t.norm()) for name, t in load(tiny_catalog, e)[0].state_dict().items()} for e in entries]
+    assert all(n == pytest.approx(norms[0], rel=1e-4) for n in norms[1:])
