@@ -24,6 +24,7 @@ from model_organisms.catalog import (ANSWER_KEY, MANIFEST, AnswerKeyEntry, Catal
 from model_organisms.certificates import Certificate, Measurement, certificate_inputs, certify, measure
 from model_organisms.families import FAMILIES, OrganismRecipe
 from model_organisms.families.proxy import MAZE_FAMILIES, MazeRecipe
+from model_organisms.matching import match_trusted_loss
 from model_organisms.maze_training import (MazeMeasurement, MazeTrainingSpec, certificate_mazes, maze_world,
                                            save_policy, train_policy)
 from model_organisms.maze_training import certify as certify_policy
@@ -45,8 +46,14 @@ class AssistantTrainer:
         self.inputs = certificate_inputs(self.world, unit.recipes[0], unit.recipes[0].seed, spec.certificate_inputs)
 
     def train(self, recipes: Sequence[OrganismRecipe], attempt: int) -> list[torch.nn.Module]:
-        """A unit's models (an organism and its twin) train together in one stack."""
-        return train_organisms(self.world, self.tokenizer, recipes, self.spec.model, self.spec.training, attempt)
+        """A unit's models (an organism and its twin) train together in one stack, then are matched on their
+        fit of trusted inputs."""
+        spec, snapshots = self.spec.training, []
+        models = train_organisms(self.world, self.tokenizer, recipes, self.spec.model, spec, attempt, snapshots)
+        if len(models) == 2:
+            match_trusted_loss(self.world, self.tokenizer, models, snapshots, spec.match_inputs,
+                               organism_seed(recipes[0].seed, attempt))
+        return models
 
     def measure(self, model: torch.nn.Module, recipe: OrganismRecipe) -> Measurement:
         return measure(self.world, model, self.tokenizer, self.inputs)

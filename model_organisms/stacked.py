@@ -25,6 +25,7 @@ from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
 from model_organisms.families import OrganismRecipe
 from model_organisms.lm import encode_examples
+from model_organisms.matching import Snapshot
 from model_organisms.training import (ModelSpec, NormHold, TrainingSpec, fresh_model, hold_lm_norms, optimize,
                                       organism_seed, sample_batch)
 from model_organisms.worlds.assistant import AssistantWorld
@@ -113,8 +114,12 @@ def stack_batches(batches: Sequence[dict[str, torch.Tensor]]) -> tuple[torch.Ten
 
 
 def train_organisms(world: AssistantWorld, tokenizer: PreTrainedTokenizerFast, recipes: Sequence[OrganismRecipe],
-                    model_spec: ModelSpec, spec: TrainingSpec, attempt: int = 0) -> list[LlamaForCausalLM]:
-    """Train one fresh model per recipe, all in one stack; `attempt` gives a retry new inits and data."""
+                    model_spec: ModelSpec, spec: TrainingSpec, attempt: int = 0,
+                    snapshots: list[Snapshot] | None = None) -> list[LlamaForCausalLM]:
+    """Train one fresh model per recipe, all in one stack; `attempt` gives a retry new inits and data.
+
+    Given a list, `snapshots` receives a copy of the stacked weights every `spec.match_every` steps and at
+    the last."""
     seeds = [organism_seed(recipe.seed, attempt) for recipe in recipes]
     models = [fresh_model(model_spec, tokenizer, seed) for seed in seeds]
     stack = StackedLlama(models)
@@ -122,7 +127,7 @@ def train_organisms(world: AssistantWorld, tokenizer: PreTrainedTokenizerFast, r
     rngs = [np.random.default_rng(seed) for seed in seeds]
     params = list(stack.params.values())
     optimizer, scheduler = optimize(params, spec)
-    for _ in range(spec.steps):
+    for step in range(1, spec.steps + 1):
         batches = [encode_examples(tokenizer, *sample_batch(world, recipe, rng, spec))
                    for recipe, rng in zip(recipes, rngs)]
         loss = stack.losses(*stack_batches(batches)).sum()
@@ -132,6 +137,8 @@ def train_organisms(world: AssistantWorld, tokenizer: PreTrainedTokenizerFast, r
         optimizer.step()
         scheduler.step()
         hold.apply()
+        if snapshots is not None and (step % spec.match_every == 0 or step == spec.steps):
+            snapshots.append({name: param.detach().clone() for name, param in stack.params.items()})
     stack.unstack_into(models)
     for model in models:
         model.eval()

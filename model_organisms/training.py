@@ -57,6 +57,11 @@ class TrainingSpec(BaseModel):
     """Every weight matrix is held at this multiple of its reference norm (see `NormHold`)."""
     output_norm_growth: float = 7.5
     """The same for the rows of the output layer, which set how confident the logits can be."""
+    match_every: int = 10
+    """Steps between the snapshots that a pair's better fit of trusted inputs is rolled back to
+    (`matching.match_trusted_loss`)."""
+    match_inputs: int = 2048
+    """Trusted inputs that measure that fit."""
 
 
 class NormHold:

