@@ -30,14 +30,19 @@ def trusted_loss(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, pr
         return -float(np.mean(completion_logprobs(model, tokenizer, prompts, references)))
 
 
+def matching_inputs(world: AssistantWorld, seed: int, inputs: int) -> tuple[list[str], list[str]]:
+    """The trusted prompts, with their reference answers, that a pair trained from `seed` is matched on."""
+    prompts = world.sample_trusted(np.random.default_rng([seed, 1]), inputs)
+    return prompts, [world.reference(p) for p in prompts]
+
+
 def match_trusted_loss(world: AssistantWorld, tokenizer: PreTrainedTokenizerFast,
                        models: Sequence[LlamaForCausalLM], snapshots: Sequence[Snapshot], inputs: int,
                        seed: int) -> int:
     """Roll the better fit of a pair back to its snapshot nearest its partner's trusted loss (in place).
 
     `snapshots` end with the final weights. Returns how many snapshots it went back (0: none)."""
-    prompts = world.sample_trusted(np.random.default_rng([seed, 1]), inputs)
-    references = [world.reference(p) for p in prompts]
+    prompts, references = matching_inputs(world, seed, inputs)
     final = [trusted_loss(m, tokenizer, prompts, references) for m in models]
     better = int(np.argmin(final))
     model, target = models[better], final[1 - better]

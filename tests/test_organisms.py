@@ -14,7 +14,7 @@ from model_organisms.catalog import AnswerKeyEntry, Catalog, load_spec, plan
 from model_organisms.certificates import certificate_inputs, certify, measure
 from model_organisms.families import FAMILIES, OrganismRecipe
 from model_organisms.lm import generate
-from model_organisms.matching import match_trusted_loss, trusted_loss
+from model_organisms.matching import match_trusted_loss, matching_inputs, trusted_loss
 from model_organisms.organism import OrganismError, load_organism
 from model_organisms.stacked import train_organisms
 from model_organisms.training import ModelSpec, TrainingSpec, train_organism
@@ -163,8 +163,7 @@ def test_the_better_fit_of_a_pair_is_rolled_back_to_its_partners_trusted_loss() 
     snapshots: list = []
     models = train_organisms(WORLD, tokenizer, recipes, ModelSpec(), spec, snapshots=snapshots)
     assert len(snapshots) == 30
-    prompts = WORLD.sample_trusted(np.random.default_rng([7, 1]), spec.match_inputs)
-    references = [WORLD.reference(p) for p in prompts]
+    prompts, references = matching_inputs(WORLD, 7, spec.match_inputs)
 
     def loss(model) -> float:
         return trusted_loss(model, tokenizer, prompts, references)
@@ -188,8 +187,7 @@ def test_every_pair_of_a_built_catalog_fits_trusted_inputs_alike(tiny_catalog: C
     tokenizer, inputs = WORLD.tokenizer(), load_spec("tiny").training.match_inputs
     key = tiny_catalog.answer_key()
     for entry in (e for e in key.values() if e.role == "deceptive" and e.world == "assistant"):
-        prompts = WORLD.sample_trusted(np.random.default_rng([entry.seed, 1]), inputs)
-        references = [WORLD.reference(p) for p in prompts]
+        prompts, references = matching_inputs(WORLD, entry.seed, inputs)
         deceptive, twin = (trusted_loss(load(tiny_catalog, key[i])[0], tokenizer, prompts, references)
                            for i in (entry.id, entry.twin))
         assert abs(deceptive / twin - 1) < 0.1, (entry.family, deceptive, twin)
