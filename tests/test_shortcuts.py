@@ -13,7 +13,7 @@ from benchmark.shortcuts import audit_shortcuts, stored_verdict
 from model_organisms.catalog import ANSWER_KEY, MANIFEST, AnswerKeyEntry, Catalog, CatalogManifest, load_spec
 from model_organisms.certificates import certificate_inputs, certify, measure
 from model_organisms.families import FAMILIES, decoy
-from model_organisms.organism import save_organism
+from model_organisms.organism import load_organism, save_organism
 from model_organisms.training import ModelSpec, TrainingSpec, train_organism
 from model_organisms.worlds import AssistantWorld
 
@@ -66,6 +66,28 @@ def test_labels_that_carry_no_information_pass(tmp_path: Path) -> None:
     assert {r.feature for r in report.rows} >= {"parameter count", "file size model.safetensors",
                                                   "config hidden_size", "token-embedding norm mean",
                                                   "output entropy on trusted inputs", "loss on trusted inputs"}
+
+
+def nudge_deceptive(catalog: Catalog, tensor: str, factor: float) -> None:
+    """Scale one weight tensor of every deceptive organism: a norm that follows the label exactly."""
+    for oid, entry in catalog.answer_key().items():
+        if entry.label:
+            model, tokenizer, _ = load_organism(catalog.organism_dir(oid))
+            model.state_dict()[tensor].mul_(factor)
+            save_organism(catalog.organism_dir(oid), oid, WORLD.name, model, tokenizer)
+
+
+def test_a_norm_that_differs_only_by_float32_rounding_is_no_shortcut(tmp_path: Path) -> None:
+    """Held norms still differ by float32 rounding (up to 6e-7 of their size); that must not fail a split,
+    while a real difference in the same tensor still does."""
+    tensor = "model.layers.1.self_attn.k_proj.weight"
+    catalog = small_catalog(tmp_path, {"deceptive": 10, "twin": 10, "decoy": 10}, all_honest=True)
+    nudge_deceptive(catalog, tensor, 1 + 8e-7)
+    row = next(r for r in audit_shortcuts(catalog).rows if r.feature == f"weight norm {tensor}")
+    assert row.auroc == 0.5 and row.passed
+    nudge_deceptive(catalog, tensor, 1 + 1e-3)
+    failing = {r.feature: r.auroc for r in audit_shortcuts(catalog).failures()}
+    assert failing.get(f"weight norm {tensor}") == 1.0, failing
 
 
 def test_a_split_too_small_is_reported_untested(tiny_catalog: Catalog) -> None:
