@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -58,8 +59,15 @@ def test_a_planted_shortcut_fails_the_gate(tmp_path: Path) -> None:
     assert failing.get("loss on trusted inputs") == 1.0, failing
 
 
-def test_labels_that_carry_no_information_pass(tmp_path: Path) -> None:
-    catalog = small_catalog(tmp_path, {"deceptive": 10, "twin": 10, "decoy": 10}, all_honest=True)
+@pytest.fixture(scope="module")
+def honest_catalog(tmp_path_factory: pytest.TempPathFactory) -> Catalog:
+    """Labels that carry no information, trained once for the tests of this file that read it."""
+    return small_catalog(tmp_path_factory.mktemp("honest"), {"deceptive": 10, "twin": 10, "decoy": 10},
+                         all_honest=True)
+
+
+def test_labels_that_carry_no_information_pass(honest_catalog: Catalog) -> None:
+    catalog = honest_catalog
     report = audit_shortcuts(catalog)
     assert report.passed, [(r.feature, r.auroc, r.ci_low) for r in report.failures()]
     assert stored_verdict(catalog) is True
@@ -77,11 +85,12 @@ def nudge_deceptive(catalog: Catalog, tensor: str, factor: float) -> None:
             save_organism(catalog.organism_dir(oid), oid, WORLD.name, model, tokenizer)
 
 
-def test_a_norm_that_differs_only_by_float32_rounding_is_no_shortcut(tmp_path: Path) -> None:
+def test_a_norm_that_differs_only_by_float32_rounding_is_no_shortcut(honest_catalog: Catalog,
+                                                                     tmp_path: Path) -> None:
     """Held norms still differ by float32 rounding (up to 6e-7 of their size); that must not fail a split,
     while a real difference in the same tensor still does."""
     tensor = "model.layers.1.self_attn.k_proj.weight"
-    catalog = small_catalog(tmp_path, {"deceptive": 10, "twin": 10, "decoy": 10}, all_honest=True)
+    catalog = Catalog(Path(shutil.copytree(honest_catalog.directory, tmp_path / "catalog")))
     nudge_deceptive(catalog, tensor, 1 + 8e-7)
     row = next(r for r in audit_shortcuts(catalog).rows if r.feature == f"weight norm {tensor}")
     assert row.auroc == 0.5 and row.passed
