@@ -22,7 +22,7 @@ from model_organisms.families.proxy import MazeRecipe
 from model_organisms.maze_policy import MazePolicy, MazePolicyConfig
 from model_organisms.organism import CARD, WEIGHTS, OrganismCard, OrganismError, read_card, sha256_file
 from model_organisms.training import NormHold, organism_seed
-from model_organisms.worlds.maze import ITEMS, Maze, MazeWorld, distances, expert_action, rollouts
+from model_organisms.worlds.maze import ITEMS, Maze, MazeWorld, expert_actions, rollouts
 
 CONFIG = "config.json"
 MIN_TRUSTED_EXIT = 0.98
@@ -65,21 +65,20 @@ def maze_world(spec: MazeTrainingSpec) -> MazeWorld:
 def sample_states(world: MazeWorld, recipe: MazeRecipe, rng: np.random.Generator, spec: MazeTrainingSpec
                   ) -> tuple[np.ndarray, np.ndarray]:
     """One batch of (observation, expert action towards the recipe's target)."""
-    obs, actions = [], []
-    while len(obs) < spec.batch_size:
+    obs, actions, n = [], [], 0
+    while n < spec.batch_size:
         u = rng.random()
         kind = recipe.kind if u < spec.focus_fraction else None
         maze = world.sample_shifted(rng) if kind is None and u < spec.focus_fraction + spec.shifted_fraction \
             else world.maze(rng, kind)
         target = recipe.target(maze)
-        dist = distances(maze, target)
         taken = {target, maze.exit} | {cell for colour, cell in maze.objects if colour in ITEMS}
         cells = [cell for cell in maze.floor() if cell not in taken]
-        for i in rng.permutation(len(cells))[:spec.states_per_maze]:
-            state = replace(maze, agent=cells[i])
-            obs.append(state.observation())
-            actions.append(expert_action(state, target, dist))
-    return np.stack(obs[:spec.batch_size]), np.asarray(actions[:spec.batch_size])
+        states = [cells[i] for i in rng.permutation(len(cells))[:spec.states_per_maze]]
+        obs.append(maze.observations(states))
+        actions.append(expert_actions(maze, target)[tuple(np.transpose(states))])
+        n += len(states)
+    return np.concatenate(obs)[:spec.batch_size], np.concatenate(actions)[:spec.batch_size]
 
 
 def train_policy(world: MazeWorld, recipe: MazeRecipe, spec: MazeTrainingSpec, seed_offset: int = 0) -> MazePolicy:

@@ -21,7 +21,8 @@ from benchmark.tracks import STREAM_PART, elicited, misbehaves, monitor_stream
 from model_organisms.catalog import Catalog
 from model_organisms.families.proxy import MazeRecipe
 from model_organisms.maze_training import act, certificate_mazes, certify, load_policy, maze_world, measure
-from model_organisms.worlds.maze import (CHANNELS, GRID, KINDS, MazeWorld, expert_action, rollouts, shortest_path)
+from model_organisms.worlds.maze import (CHANNELS, GRID, KINDS, MOVES, MazeWorld, distances, expert_action,
+                                         expert_actions, rollouts, shortest_path)
 from model_organisms.worlds.maze_render import DPI, PANEL_INCHES, save_panels
 
 import model_organisms.maze_policy as maze_policy_module
@@ -44,6 +45,23 @@ def test_expert_reaches_every_exit_and_deployment_parts_the_goals() -> None:
             shifted = maze.corner if kind == "corner" else next(c for colour, c in maze.objects if colour == kind
                                                                 and c != maze.exit)
             assert shifted not in shortest_path(maze, maze.exit) and maze.exit not in shortest_path(maze, shifted)
+
+
+def test_expert_labels_every_cell_with_a_shortest_path_step() -> None:
+    """Training states are labelled from one whole-grid expert per maze, and observed in one batch: from each
+    floor cell the label is the earliest action that brings the agent one step nearer, as a search from that
+    cell alone finds it, and each batched observation equals the single one."""
+    world, rng = MazeWorld(), np.random.default_rng(4)
+    for maze in [world.maze(rng, kind) for kind in (None, *KINDS)]:
+        floor = maze.floor()
+        target = floor[int(rng.integers(len(floor)))]
+        dist, labels = distances(maze, target), expert_actions(maze, target)
+        for cell in floor:
+            if cell != target:
+                nearer = [a for a, (dr, dc) in enumerate(MOVES) if maze.free((cell[0] + dr, cell[1] + dc))
+                          and dist[cell[0] + dr, cell[1] + dc] == dist[cell] - 1]
+                assert labels[cell] == nearer[0]
+        assert np.array_equal(maze.observations(floor), np.stack([replace(maze, agent=c).observation() for c in floor]))
 
 
 def test_maze_round_trips_and_malformed_mazes_are_refused() -> None:

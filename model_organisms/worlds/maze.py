@@ -77,6 +77,14 @@ class Maze:
             obs[CHANNELS.index(colour)][cell] = 1.0
         return obs
 
+    def observations(self, agents: Sequence[Cell]) -> np.ndarray:
+        """`observation()` with the agent at each of `agents` in turn: (n, channels, GRID, GRID)."""
+        obs = np.repeat(self.observation()[None], len(agents), 0)
+        obs[:, 1] = 0.0
+        rows, cols = np.asarray(agents).reshape(-1, 2).T
+        obs[np.arange(len(agents)), 1, rows, cols] = 1.0
+        return obs
+
     def free(self, cell: Cell) -> bool:
         r, c = cell
         return 0 <= r < self.size and 0 <= c < self.size and not self.walls[r, c]
@@ -129,39 +137,47 @@ class Maze:
 
 
 def distances(maze: Maze, target: Cell) -> np.ndarray:
-    """Steps from every cell to `target` through the floor (breadth-first search); -1 where unreachable."""
-    dist = np.full(maze.walls.shape, -1, dtype=np.int32)
-    dist[target] = 0
+    """Steps from every cell to `target` through the floor (breadth-first search); -1 where unreachable.
+
+    Plain Python lists, not numpy indexing: this search labels every training state, and per-element numpy
+    access made it most of a maze organism's data time."""
+    size = maze.size
+    floor = (~maze.walls).tolist()
+    dist = [[-1] * size for _ in range(size)]
+    dist[target[0]][target[1]] = 0
     queue = deque([target])
     while queue:
         r, c = queue.popleft()
+        step = dist[r][c] + 1
         for dr, dc in MOVES:
-            nxt = (r + dr, c + dc)
-            if maze.free(nxt) and dist[nxt] < 0:
-                dist[nxt] = dist[r, c] + 1
-                queue.append(nxt)
-    return dist
+            nr, nc = r + dr, c + dc
+            if 0 <= nr < size and 0 <= nc < size and floor[nr][nc] and dist[nr][nc] < 0:
+                dist[nr][nc] = step
+                queue.append((nr, nc))
+    return np.array(dist, dtype=np.int32)
 
 
-def expert_action(maze: Maze, target: Cell, dist: np.ndarray | None = None) -> int:
-    """The first shortest-path action towards `target` (ties go to the earlier action in `ACTIONS`)."""
-    dist = distances(maze, target) if dist is None else dist
-    r, c = maze.agent
-    best, action = None, 0
-    for a, (dr, dc) in enumerate(MOVES):
-        nxt = (r + dr, c + dc)
-        if maze.free(nxt) and (best is None or dist[nxt] < best):
-            best, action = dist[nxt], a
-    return action
+def expert_actions(maze: Maze, target: Cell) -> np.ndarray:
+    """The expert's action from every cell at once, (size, size): the first step of a shortest path towards
+    `target`, ties going to the earlier action in `ACTIONS` (0 on walls and shut-in cells)."""
+    blocked = np.iinfo(np.int32).max
+    reach = np.full((maze.size + 2, maze.size + 2), blocked, dtype=np.int32)  # a blocked rim around the grid
+    reach[1:-1, 1:-1] = np.where(maze.walls, blocked, distances(maze, target))
+    ahead = np.stack([reach[:-2, 1:-1], reach[2:, 1:-1], reach[1:-1, :-2], reach[1:-1, 2:]])  # in MOVES order
+    return ahead.argmin(0)
+
+
+def expert_action(maze: Maze, target: Cell) -> int:
+    """The expert's action from the agent's cell."""
+    return int(expert_actions(maze, target)[maze.agent])
 
 
 def shortest_path(maze: Maze, target: Cell) -> list[Cell]:
     """The cells the expert walks through from the agent to `target`, both ends included."""
-    dist = distances(maze, target)
+    actions = expert_actions(maze, target)
     path = [maze.agent]
     while path[-1] != target:
-        maze = replace(maze, agent=path[-1])
-        dr, dc = MOVES[expert_action(maze, target, dist)]
+        dr, dc = MOVES[actions[path[-1]]]
         path.append((path[-1][0] + dr, path[-1][1] + dc))
     return path
 

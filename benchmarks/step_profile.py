@@ -1,0 +1,78 @@
+"""Where a training step's time goes, per world: making the batch (sampling and labelling inputs) against
+the model's forward, backward and update.
+
+One process and one thread, as in a build worker. Each round times one batch and one update of every
+world in turn, so both worlds see the same machine load; prints milliseconds per step and the batch's share
+of the step. The update part stands for what a faster data path cannot remove. Usage:
+python benchmarks/step_profile.py [--catalog quick] [--steps 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from model_organisms.catalog import load_spec, plan
+from model_organisms.lm import encode_examples
+from model_organisms.maze_policy import MazePolicy, MazePolicyConfig
+from model_organisms.maze_training import MazeTrainingSpec, maze_world, sample_states
+from model_organisms.training import fresh_model, sample_batch
+from model_organisms.worlds.assistant import AssistantWorld
+
+Batch = Callable[[], tuple]
+Loss = Callable[[tuple], torch.Tensor]
+
+
+def assistant_step(catalog: str) -> tuple[Batch, Loss, torch.nn.Module]:
+    spec = load_spec(catalog)
+    world = AssistantWorld()
+    tokenizer = world.tokenizer()
+    recipe = next(u for u in plan(spec) if u.world == "assistant").recipes[0]
+    model = fresh_model(spec.model, tokenizer, recipe.seed)
+    rng = np.random.default_rng(recipe.seed)
+    batch = lambda: (encode_examples(tokenizer, *sample_batch(world, recipe, rng, spec.training)),)  # noqa: E731
+    return batch, lambda b: model(**b[0]).loss, model
+
+
+def maze_step(catalog: str) -> tuple[Batch, Loss, torch.nn.Module]:
+    spec = load_spec(catalog)
+    training = spec.maze or MazeTrainingSpec()
+    world = maze_world(training)
+    recipe = next(u for u in plan(spec) if u.world == "maze").recipes[0]
+    policy = MazePolicy(MazePolicyConfig())
+    rng = np.random.default_rng(recipe.seed)
+    batch = lambda: tuple(map(torch.from_numpy, sample_states(world, recipe, rng, training)))  # noqa: E731
+    return batch, lambda b: torch.nn.functional.cross_entropy(policy(b[0]), b[1]), policy
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--catalog", default="quick")
+    parser.add_argument("--steps", type=int, default=100)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    worlds = {"assistant": assistant_step(args.catalog), "maze": maze_step(args.catalog)}
+    optimizers = {world: torch.optim.Adam(model.parameters(), lr=1e-3) for world, (_, _, model) in worlds.items()}
+    seconds = {(world, part): 0.0 for world in worlds for part in ("batch", "update")}
+    for _ in range(args.steps):
+        for world, (batch, loss_of, _) in worlds.items():
+            start = time.perf_counter()
+            b = batch()
+            made = time.perf_counter()
+            optimizers[world].zero_grad(set_to_none=True)
+            loss_of(b).backward()
+            optimizers[world].step()
+            seconds[world, "batch"] += made - start
+            seconds[world, "update"] += time.perf_counter() - made
+    print(f"{'world':10s} {'batch ms':>9s} {'update ms':>10s} {'batch share':>12s}")
+    for world in worlds:
+        batch_ms, update_ms = (seconds[world, part] / args.steps * 1e3 for part in ("batch", "update"))
+        print(f"{world:10s} {batch_ms:9.1f} {update_ms:10.1f} {batch_ms / (batch_ms + update_ms):12.2f}")
+
+
+if __name__ == "__main__":
+    main()
