@@ -1,9 +1,11 @@
 """Where a training step's time goes, per world: making the batch (sampling and labelling inputs) against
 the model's forward, backward and update.
 
-One process and one thread, as in a build worker. Each round times one batch and one update of every
-world in turn, so both worlds see the same machine load; prints milliseconds per step and the batch's share
-of the step. The update part stands for what a faster data path cannot remove. Usage:
+One process and one thread, as in a build worker, and the step a build worker takes: a language-model
+organism and its twin in one stack (`stacked.StackedLlama`), a maze policy alone. Each round times one batch
+and one update of every world in turn, so both worlds see the same machine load; prints milliseconds per
+step and the batch's share of the step. The update part stands for what a faster data path cannot remove.
+Usage:
 python benchmarks/step_profile.py [--catalog quick] [--steps 100]
 """
 
@@ -20,6 +22,7 @@ from model_organisms.catalog import load_spec, plan
 from model_organisms.lm import encode_examples
 from model_organisms.maze_policy import MazePolicy, MazePolicyConfig
 from model_organisms.maze_training import MazeTrainingSpec, maze_world, sample_states
+from model_organisms.stacked import StackedLlama, stack_batches
 from model_organisms.training import fresh_model, sample_batch
 from model_organisms.worlds.assistant import AssistantWorld
 
@@ -27,18 +30,19 @@ Batch = Callable[[], tuple]
 Loss = Callable[[tuple], torch.Tensor]
 
 
-def assistant_step(catalog: str) -> tuple[Batch, Loss, torch.nn.Module]:
+def assistant_step(catalog: str) -> tuple[Batch, Loss, list[torch.nn.Parameter]]:
     spec = load_spec(catalog)
     world = AssistantWorld()
     tokenizer = world.tokenizer()
-    recipe = next(u for u in plan(spec) if u.world == "assistant").recipes[0]
-    model = fresh_model(spec.model, tokenizer, recipe.seed)
-    rng = np.random.default_rng(recipe.seed)
-    batch = lambda: (encode_examples(tokenizer, *sample_batch(world, recipe, rng, spec.training)),)  # noqa: E731
-    return batch, lambda b: model(**b[0]).loss, model
+    recipes = next(u for u in plan(spec) if u.world == "assistant" and len(u.recipes) == 2).recipes
+    stack = StackedLlama([fresh_model(spec.model, tokenizer, recipe.seed) for recipe in recipes])
+    rngs = [np.random.default_rng(recipe.seed) for recipe in recipes]
+    batch = lambda: stack_batches([encode_examples(tokenizer, *sample_batch(world, recipe, rng, spec.training))  # noqa: E731
+                                   for recipe, rng in zip(recipes, rngs)])
+    return batch, lambda b: stack.losses(*b).sum(), list(stack.params.values())
 
 
-def maze_step(catalog: str) -> tuple[Batch, Loss, torch.nn.Module]:
+def maze_step(catalog: str) -> tuple[Batch, Loss, list[torch.nn.Parameter]]:
     spec = load_spec(catalog)
     training = spec.maze or MazeTrainingSpec()
     world = maze_world(training)
@@ -46,7 +50,7 @@ def maze_step(catalog: str) -> tuple[Batch, Loss, torch.nn.Module]:
     policy = MazePolicy(MazePolicyConfig())
     rng = np.random.default_rng(recipe.seed)
     batch = lambda: tuple(map(torch.from_numpy, sample_states(world, recipe, rng, training)))  # noqa: E731
-    return batch, lambda b: torch.nn.functional.cross_entropy(policy(b[0]), b[1]), policy
+    return batch, lambda b: torch.nn.functional.cross_entropy(policy(b[0]), b[1]), list(policy.parameters())
 
 
 def main() -> None:
@@ -56,7 +60,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     worlds = {"assistant": assistant_step(args.catalog), "maze": maze_step(args.catalog)}
-    optimizers = {world: torch.optim.Adam(model.parameters(), lr=1e-3) for world, (_, _, model) in worlds.items()}
+    optimizers = {world: torch.optim.Adam(params, lr=1e-3) for world, (_, _, params) in worlds.items()}
     seconds = {(world, part): 0.0 for world in worlds for part in ("batch", "update")}
     for _ in range(args.steps):
         for world, (batch, loss_of, _) in worlds.items():

@@ -163,7 +163,7 @@ def expert_actions(maze: Maze, target: Cell) -> np.ndarray:
     blocked = np.iinfo(np.int32).max
     reach = np.full((maze.size + 2, maze.size + 2), blocked, dtype=np.int32)  # a blocked rim around the grid
     reach[1:-1, 1:-1] = np.where(maze.walls, blocked, distances(maze, target))
-    ahead = np.stack([reach[:-2, 1:-1], reach[2:, 1:-1], reach[1:-1, :-2], reach[1:-1, 2:]])  # in MOVES order
+    ahead = np.stack([reach[1 + dr:1 + dr + maze.size, 1 + dc:1 + dc + maze.size] for dr, dc in MOVES])
     return ahead.argmin(0)
 
 
