@@ -34,12 +34,13 @@ def cheaper(spec: CatalogSpec, change: str) -> CatalogSpec:
     model, training = {}, {}
     for item in filter(None, change.split(",")):
         key, _, value = item.partition("=")
-        if key in ModelSpec.model_fields:
-            model[key] = json.loads(value)
-        elif key in TrainingSpec.model_fields:
-            training[key] = json.loads(value)
-        else:
+        fields = model if key in ModelSpec.model_fields else training if key in TrainingSpec.model_fields else None
+        if fields is None:
             raise SystemExit(f"--try {change}: {key!r} is no field of TrainingSpec or ModelSpec")
+        try:
+            fields[key] = json.loads(value)
+        except ValueError:
+            raise SystemExit(f"--try {change}: {key}'s value {value!r} is not a number") from None
     return spec.model_copy(update={"model": spec.model.model_copy(update=model),
                                    "training": spec.training.model_copy(update=training), "max_attempts": 1})
 
