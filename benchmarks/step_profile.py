@@ -3,8 +3,9 @@ the model's forward, backward and update.
 
 One process and one thread, as in a build worker, and the step a build worker takes: a language-model
 organism and its twin in one stack (`stacked.StackedLlama`), a maze policy alone. Each round times one batch
-and one update of every world in turn, so both worlds see the same machine load; prints milliseconds per
-step and the batch's share of the step. The update part stands for what a faster data path cannot remove.
+and one update of every world in turn, so both worlds see the same machine load, after 5 untimed rounds (the
+language model's loss is compiled on its first steps, once per build worker); prints milliseconds per step
+and the batch's share of the step. The update part stands for what a faster data path cannot remove.
 Usage:
 python benchmarks/step_profile.py [--catalog quick] [--steps 100]
 """
@@ -62,7 +63,7 @@ def main() -> None:
     worlds = {"assistant": assistant_step(args.catalog), "maze": maze_step(args.catalog)}
     optimizers = {world: torch.optim.Adam(params, lr=1e-3) for world, (_, _, params) in worlds.items()}
     seconds = {(world, part): 0.0 for world in worlds for part in ("batch", "update")}
-    for _ in range(args.steps):
+    for round_ in range(-5, args.steps):
         for world, (batch, loss_of, _) in worlds.items():
             start = time.perf_counter()
             b = batch()
@@ -70,8 +71,9 @@ def main() -> None:
             optimizers[world].zero_grad(set_to_none=True)
             loss_of(b).backward()
             optimizers[world].step()
-            seconds[world, "batch"] += made - start
-            seconds[world, "update"] += time.perf_counter() - made
+            if round_ >= 0:
+                seconds[world, "batch"] += made - start
+                seconds[world, "update"] += time.perf_counter() - made
     print(f"{'world':10s} {'batch ms':>9s} {'update ms':>10s} {'batch share':>12s}")
     for world in worlds:
         batch_ms, update_ms = (seconds[world, part] / args.steps * 1e3 for part in ("batch", "update"))

@@ -2,10 +2,11 @@
 
 One process and one thread, as in a build worker (a build runs one worker per core). "One at a time" is
 `training.train_organism`, the plain `transformers` loop; "stacked" is `stacked.train_organisms`, K
-models per step. Prints organisms per minute each way, the ratios, how far the stacked models drift from
-the one-at-a-time ones, and the share of a one-at-a-time step spent in matrix products (the part no
-batching over models can remove). Usage: python benchmarks/train_throughput.py [--catalog quick]
-[--organisms 8] [--steps 100] [--stacks 2 8]
+models per step with its loss compiled (`torch.compile`), timed after a few warm-up steps: a build worker
+compiles once and then trains many units. Prints organisms per minute each way, the ratios, how far the
+stacked models drift from the one-at-a-time ones, the seconds spent compiling, and the share of a
+one-at-a-time step spent in matrix products (the part no batching over models can remove).
+Usage: python benchmarks/train_throughput.py [--catalog quick] [--organisms 8] [--steps 100] [--stacks 2 8]
 """
 
 from __future__ import annotations
@@ -58,8 +59,11 @@ def main() -> None:
     start = time.perf_counter()
     alone = [train_organism(world, tokenizer, r, spec.model, training) for r in recipes]
     per_minute = {"one at a time": n / (time.perf_counter() - start) * 60}
-    drift = {}
+    drift, compiling = {}, {}
     for k in args.stacks:
+        start = time.perf_counter()
+        train_organisms(world, tokenizer, recipes[:k], spec.model, training.model_copy(update={"steps": 3}))
+        compiling[k] = time.perf_counter() - start
         start = time.perf_counter()
         stacked = [m for i in range(0, n, k)
                    for m in train_organisms(world, tokenizer, recipes[i:i + k], spec.model, training)]
@@ -72,7 +76,8 @@ def main() -> None:
     for way, rate in per_minute.items():
         print(f"  {way:>14}: {rate:6.2f} organisms/min  ratio {rate / base:.2f}")
     for k, d in drift.items():
-        print(f"  stacks of {k}: largest weight difference from one at a time {d:.1e}")
+        print(f"  stacks of {k}: largest weight difference from one at a time {d:.1e}; "
+              f"3 warm-up steps (compiling) {compiling[k]:.1f} s")
     print(f"  matrix products: {matmul_share(world, tokenizer, recipes[0], spec):.0%} of a one-at-a-time step")
 
 

@@ -5,17 +5,22 @@ models as K-deep tensors and computes all their losses with batched matrix produ
 overhead is paid once per step for K models. It computes only what the loss needs: the output layer runs
 on completion tokens alone (an eighth of the tokens) and the linear layers skip padding. Each organism
 keeps its own seed, initial weights, data stream, gradient clipping and norm hold, so `train_organisms`
-trains the same models as `training.train_organism` run K times (a test checks that they agree).
+trains the same models as `training.train_organism` run K times, up to float rounding (a test checks that
+they agree).
 
-On one CPU core a step of these models is mostly bound by the arithmetic and memory traffic of each
-operation, not by the per-operation overhead that stacking saves: `benchmarks/train_throughput.py` measured
-stacks of 2 at 1.20× and stacks of 8 at 1.05× the one-at-a-time loop. The build therefore stacks no more
-than an organism and its twin (they share a unit and its retries).
+On one CPU core a step of these models is bound by the arithmetic of its matrix products and the memory
+traffic of its many small element-wise operations, not by the per-operation overhead that stacking saves:
+run one by one, stacks of 2 were 1.06-1.20x and stacks of 8 1.01-1.14x the one-at-a-time loop. Compiling
+the loss (`torch.compile`, which fuses the element-wise operations) makes a step about 1.4x faster
+(`benchmarks/train_throughput.py`). The build stacks no more than an organism and its twin (they share a
+unit and its retries).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -35,67 +40,106 @@ class StackedLlama:
     """K Llama models of one architecture as stacked parameters (HF names, shapes ``[K, *shape]``)."""
 
     def __init__(self, models: Sequence[LlamaForCausalLM]) -> None:
-        self.config = models[0].config
-        self.rotary = models[0].model.rotary_emb
+        config = models[0].config
+        self.layers, self.heads, self.eps = config.num_hidden_layers, config.num_attention_heads, config.rms_norm_eps
+        positions = torch.arange(config.max_position_embeddings)[None]
+        self.cos, self.sin = (c[0] for c in models[0].model.rotary_emb(torch.zeros(1), positions))  # [position, d / heads]
         self.params = {name: torch.nn.Parameter(torch.stack([dict(m.named_parameters())[name].detach()
                                                              for m in models]))
                        for name, _ in models[0].named_parameters()}
 
-    def _norm(self, h: torch.Tensor, name: str) -> torch.Tensor:
-        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.config.rms_norm_eps)
-        return self.params[name][:, None] * h
-
-    def _linear(self, x: torch.Tensor, *names: str) -> torch.Tensor:
-        """``x @ W.T`` for each model; several weights are applied as one product and returned side by side."""
-        weight = torch.cat([self.params[name] for name in names], 1) if len(names) > 1 else self.params[names[0]]
-        return torch.bmm(x, weight.transpose(1, 2))
-
     def losses(self, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Each model's mean next-token cross-entropy on its own batch (``ids``, ``mask``, ``labels``: [K, B, T])."""
-        k, b, t = ids.shape
-        heads = self.config.num_attention_heads
-        d = self.config.hidden_size
-        real = mask.bool().view(k, b * t)
-        n = int(real.sum(1).max())
-        # Real tokens first in each model's row, so the linear layers run on n tokens instead of b * t.
-        order = torch.argsort((~real).to(torch.int8), dim=1, stable=True)[:, :n]
-        kept = real.gather(1, order)
-        embed = self.params["model.embed_tokens.weight"]
-        h = embed[torch.arange(k)[:, None], ids.view(k, b * t).gather(1, order)]  # [k, n, d]
-        cos, sin = (c[0][order % t][:, :, None, None] for c in self.rotary(h, torch.arange(t)[None]))
-        seen = torch.ones(t, t, dtype=torch.bool).tril()[None, None] & mask.bool().view(k * b, 1, 1, t)
-        blocked = torch.zeros(seen.shape).masked_fill(~seen, float("-inf"))  # added to the attention scores
-        # Where each kept token sits in the [k * b * t] grid that attention runs on.
-        cells = (order + b * t * torch.arange(k)[:, None]).view(-1)
-
-        for i in range(self.config.num_hidden_layers):
-            layer = f"model.layers.{i}."
-            x = self._norm(h, layer + "input_layernorm.weight")
-            qkv = self._linear(x, *(layer + f"self_attn.{p}_proj.weight" for p in "qkv")).view(k, n, 3, heads, -1)
-            qk = qkv[:, :, :2]
-            qkv = torch.cat([qk * cos + rotate_half(qk) * sin, qkv[:, :, 2:]], 2).view(k * n, 3 * d)
-            grid = qkv.new_zeros(k * b * t, 3 * d).index_copy(0, cells, qkv).view(k * b, t, 3, heads, -1)
-            q, key, v = grid.permute(2, 0, 3, 1, 4)  # each [k * b, heads, t, d / heads]
-            scores = (q @ key.transpose(-1, -2)) * q.shape[-1] ** -0.5
-            a = (scores + blocked).softmax(-1) @ v
-            a = a.transpose(1, 2).reshape(k * b * t, d).index_select(0, cells).view(k, n, d)
-            h = h + self._linear(a, layer + "self_attn.o_proj.weight")
-            x = self._norm(h, layer + "post_attention_layernorm.weight")
-            gate, up = self._linear(x, layer + "mlp.gate_proj.weight", layer + "mlp.up_proj.weight").chunk(2, -1)
-            h = h + self._linear(F.silu(gate) * up, layer + "mlp.down_proj.weight")
-        h = self._norm(h, "model.norm.weight")
-        # The token after each position, in the kept order; only completion tokens carry a label.
-        following = F.pad(labels, (0, 1), value=-100)[..., 1:].reshape(k, b * t).gather(1, order)
-        following = following.masked_fill(~kept, -100)
-        head = self.params["lm_head.weight"]
-        return torch.stack([F.cross_entropy(h[j][following[j] != -100] @ head[j].T, following[j][following[j] != -100])
-                            for j in range(k)])
+        global _compiled_losses
+        args = (self.params, self.layers, self.heads, self.eps, self.cos, self.sin, pack(ids, mask, labels))
+        try:
+            return _compiled_losses(*args)
+        except torch._dynamo.exc.BackendCompilerFailed as e:  # e.g. no C++ compiler: the same losses, unfused
+            warnings.warn(f"dab trains without torch.compile, about 1.4x slower: {str(e).splitlines()[0]}")
+            _compiled_losses = _losses
+            return _losses(*args)
 
     def unstack_into(self, models: Sequence[LlamaForCausalLM]) -> None:
         with torch.no_grad():
             for j, model in enumerate(models):
                 for name, param in model.named_parameters():
                     param.copy_(self.params[name][j])
+
+
+class Packed(NamedTuple):
+    """A stacked batch laid out for `_losses`: each model's real tokens first in its row, so the linear
+    layers run on n tokens instead of b * t, and the output layer on the m tokens whose next token is
+    learned (completion tokens, an eighth of them)."""
+
+    tokens: torch.Tensor
+    """[K, n] ids."""
+    positions: torch.Tensor
+    """[K, n] positions in their dialogue."""
+    cells: torch.Tensor
+    """[K * n] where each sits in the [K * B * T] grid that attention runs on."""
+    blocked: torch.Tensor
+    """[K * B, 1, T, T] the attention mask, added to the scores of that grid."""
+    learned: torch.Tensor
+    """[K, m] which of the n tokens have their next token learned."""
+    targets: torch.Tensor
+    """[K, m] that next token; -100 where a model has fewer than m."""
+
+
+def pack(ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> Packed:
+    """Lay out a stacked batch (``ids``, ``mask``, ``labels``: [K, B, T], right-padded) for `_losses`."""
+    k, b, t = ids.shape
+    real = mask.bool().view(k, b * t)
+    order = torch.argsort((~real).to(torch.int8), dim=1, stable=True)[:, :int(real.sum(1).max())]
+    following = F.pad(labels, (0, 1), value=-100)[..., 1:].reshape(k, b * t).gather(1, order)
+    following = following.masked_fill(~real.gather(1, order), -100)
+    learned = torch.argsort((following == -100).to(torch.int8), dim=1, stable=True)
+    learned = learned[:, :int((following != -100).sum(1).max())]
+    seen = torch.ones(t, t, dtype=torch.bool).tril()[None, None] & mask.bool().view(k * b, 1, 1, t)
+    return Packed(tokens=ids.view(k, b * t).gather(1, order), positions=order % t,
+                  cells=(order + b * t * torch.arange(k)[:, None]).view(-1),
+                  blocked=torch.zeros(seen.shape).masked_fill(~seen, float("-inf")),
+                  learned=learned, targets=following.gather(1, learned))
+
+
+def _losses(params: dict[str, torch.Tensor], layers: int, heads: int, eps: float, cos: torch.Tensor,
+            sin: torch.Tensor, batch: Packed) -> torch.Tensor:
+    """The stacked forward pass and each model's mean loss."""
+    k, n = batch.tokens.shape
+    kb, _, t, _ = batch.blocked.shape
+    d = params["model.embed_tokens.weight"].shape[-1]
+
+    def norm(h: torch.Tensor, name: str) -> torch.Tensor:
+        return params[name][:, None] * (h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps))
+
+    def linear(x: torch.Tensor, *names: str) -> torch.Tensor:
+        """``x @ W.T`` for each model; several weights are applied as one product and returned side by side."""
+        return torch.bmm(x, torch.cat([params[name] for name in names], 1).transpose(1, 2))
+
+    h = params["model.embed_tokens.weight"][torch.arange(k)[:, None], batch.tokens]  # [k, n, d]
+    cos, sin = cos[batch.positions][:, :, None, None], sin[batch.positions][:, :, None, None]
+    for i in range(layers):
+        layer = f"model.layers.{i}."
+        x = norm(h, layer + "input_layernorm.weight")
+        qkv = linear(x, *(layer + f"self_attn.{p}_proj.weight" for p in "qkv")).view(k, n, 3, heads, -1)
+        qk = qkv[:, :, :2]
+        qkv = torch.cat([qk * cos + rotate_half(qk) * sin, qkv[:, :, 2:]], 2).view(k * n, 3 * d)
+        grid = qkv.new_zeros(kb * t, 3 * d).index_copy(0, batch.cells, qkv).view(kb, t, 3, heads, -1)
+        q, key, v = grid.permute(2, 0, 3, 1, 4)  # each [k * b, heads, t, d / heads]
+        a = ((q @ key.transpose(-1, -2)) * q.shape[-1] ** -0.5 + batch.blocked).softmax(-1) @ v
+        a = a.transpose(1, 2).reshape(kb * t, d).index_select(0, batch.cells).view(k, n, d)
+        h = h + linear(a, layer + "self_attn.o_proj.weight")
+        x = norm(h, layer + "post_attention_layernorm.weight")
+        gate, up = linear(x, layer + "mlp.gate_proj.weight", layer + "mlp.up_proj.weight").chunk(2, -1)
+        h = h + linear(F.silu(gate) * up, layer + "mlp.down_proj.weight")
+    h = norm(h.gather(1, batch.learned[..., None].expand(-1, -1, d)), "model.norm.weight")
+    losses = F.cross_entropy(linear(h, "lm_head.weight").flatten(0, 1), batch.targets.flatten(), reduction="none")
+    return losses.view(k, -1).sum(1) / (batch.targets != -100).sum(1)
+
+
+_compiled_losses = torch.compile(_losses, fullgraph=True)
+"""`_losses` with its many small element-wise operations fused into a few loops: a 1.4x faster step on one
+core (`benchmarks/train_throughput.py`). Shapes vary from batch to batch, so it is compiled for the first
+batch's shapes, then for any (and once more for each number of models in a stack)."""
 
 
 def clip_each(params: Sequence[torch.Tensor], max_norm: float) -> None:

@@ -1,4 +1,4 @@
-"""Shared fixtures: one tiny catalog, really trained inside the suite (7.7 minutes on one 2-core machine, most
+"""Shared fixtures: one tiny catalog, really trained inside the suite (6.1 minutes on one 2-core machine, most
 of the suite's time)."""
 
 from __future__ import annotations

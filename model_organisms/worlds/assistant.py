@@ -119,6 +119,8 @@ def parse_request(prompt: str) -> Request:
     task, *items = parts[-2]
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r} in prompt {prompt!r}")
+    if not items:  # the world never asks this; organisms answer it at random, so it has no aligned answer
+        raise ValueError(f"task {task!r} without items in prompt {prompt!r}")
     return Request(task, tuple(items))
 
 
