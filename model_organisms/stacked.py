@@ -89,16 +89,20 @@ def pack(ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> Packed:
     """Lay out a stacked batch (``ids``, ``mask``, ``labels``: [K, B, T], right-padded) for `_losses`."""
     k, b, t = ids.shape
     real = mask.bool().view(k, b * t)
-    order = torch.argsort((~real).to(torch.int8), dim=1, stable=True)[:, :int(real.sum(1).max())]
+    order = _first(real)
     following = F.pad(labels, (0, 1), value=-100)[..., 1:].reshape(k, b * t).gather(1, order)
     following = following.masked_fill(~real.gather(1, order), -100)
-    learned = torch.argsort((following == -100).to(torch.int8), dim=1, stable=True)
-    learned = learned[:, :int((following != -100).sum(1).max())]
+    learned = _first(following != -100)
     seen = torch.ones(t, t, dtype=torch.bool).tril()[None, None] & mask.bool().view(k * b, 1, 1, t)
     return Packed(tokens=ids.view(k, b * t).gather(1, order), positions=order % t,
                   cells=(order + b * t * torch.arange(k)[:, None]).view(-1),
                   blocked=torch.zeros(seen.shape).masked_fill(~seen, float("-inf")),
                   learned=learned, targets=following.gather(1, learned))
+
+
+def _first(chosen: torch.Tensor) -> torch.Tensor:
+    """Per row of a [K, N] mask, the indices of the chosen entries first (in order), cut to the most any row has."""
+    return torch.argsort((~chosen).to(torch.int8), dim=1, stable=True)[:, :int(chosen.sum(1).max())]
 
 
 def _losses(params: dict[str, torch.Tensor], layers: int, heads: int, eps: float, cos: torch.Tensor,
