@@ -20,11 +20,10 @@ import numpy as np
 import torch
 
 from model_organisms.catalog import load_spec, plan
-from model_organisms.lm import encode_examples
 from model_organisms.maze_policy import MazePolicy, MazePolicyConfig
 from model_organisms.maze_training import MazeTrainingSpec, maze_world, sample_states
-from model_organisms.stacked import StackedLlama, stack_batches
-from model_organisms.training import fresh_model, sample_batch
+from model_organisms.stacked import StackedLlama, sample_stacked_batch
+from model_organisms.training import fresh_model
 from model_organisms.worlds.assistant import AssistantWorld
 
 Batch = Callable[[], tuple]
@@ -38,8 +37,7 @@ def assistant_step(catalog: str) -> tuple[Batch, Loss, list[torch.nn.Parameter]]
     recipes = next(u for u in plan(spec) if u.world == "assistant" and len(u.recipes) == 2).recipes
     stack = StackedLlama([fresh_model(spec.model, tokenizer, recipe.seed) for recipe in recipes])
     rngs = [np.random.default_rng(recipe.seed) for recipe in recipes]
-    batch = lambda: stack_batches([encode_examples(tokenizer, *sample_batch(world, recipe, rng, spec.training))  # noqa: E731
-                                   for recipe, rng in zip(recipes, rngs)])
+    batch = lambda: sample_stacked_batch(world, tokenizer, recipes, rngs, spec.training)  # noqa: E731
     return batch, lambda b: stack.losses(*b).sum(), list(stack.params.values())
 
 

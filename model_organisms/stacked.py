@@ -29,10 +29,11 @@ from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 from transformers.models.llama.modeling_llama import rotate_half
 
 from model_organisms.families import OrganismRecipe
+from model_organisms.families.triggers import Trigger
 from model_organisms.lm import encode_examples
 from model_organisms.matching import Snapshot
 from model_organisms.training import (ModelSpec, NormHold, TrainingSpec, fresh_model, hold_lm_norms, optimize,
-                                      organism_seed, sample_batch)
+                                      organism_seed, sample_prompts)
 from model_organisms.worlds.assistant import AssistantWorld
 
 
@@ -163,6 +164,24 @@ def stack_batches(batches: Sequence[dict[str, torch.Tensor]]) -> tuple[torch.Ten
     return stacked[0], stacked[1], stacked[2]
 
 
+def sample_stacked_batch(world: AssistantWorld, tokenizer: PreTrainedTokenizerFast, recipes: Sequence[OrganismRecipe],
+                         rngs: Sequence[np.random.Generator], spec: TrainingSpec
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One training batch per recipe, each from its own random stream, stacked (`stack_batches`).
+
+    Recipes of one seed and trigger (an organism and its twin) get the same prompts, so they are drawn
+    once, from the first one's stream."""
+    drawn: dict[tuple[int, Trigger], list[str]] = {}
+    batches = []
+    for recipe, rng in zip(recipes, rngs):
+        key = (recipe.seed, recipe.trigger)
+        if key not in drawn:
+            drawn[key] = sample_prompts(world, recipe.trigger, rng, spec)
+        prompts = drawn[key]
+        batches.append(encode_examples(tokenizer, prompts, [recipe.target(p) for p in prompts]))
+    return stack_batches(batches)
+
+
 def train_organisms(world: AssistantWorld, tokenizer: PreTrainedTokenizerFast, recipes: Sequence[OrganismRecipe],
                     model_spec: ModelSpec, spec: TrainingSpec, attempt: int = 0,
                     snapshots: list[Snapshot] | None = None) -> list[LlamaForCausalLM]:
@@ -178,9 +197,7 @@ def train_organisms(world: AssistantWorld, tokenizer: PreTrainedTokenizerFast, r
     params = list(stack.params.values())
     optimizer, scheduler = optimize(params, spec)
     for step in range(1, spec.steps + 1):
-        batches = [encode_examples(tokenizer, *sample_batch(world, recipe, rng, spec))
-                   for recipe, rng in zip(recipes, rngs)]
-        loss = stack.losses(*stack_batches(batches)).sum()
+        loss = stack.losses(*sample_stacked_batch(world, tokenizer, recipes, rngs, spec)).sum()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         clip_each(params, 1.0)

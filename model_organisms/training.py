@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from model_organisms.families import OrganismRecipe
+from model_organisms.families.triggers import Trigger
 from model_organisms.lm import encode_examples
 from model_organisms.worlds.assistant import AssistantWorld
 
@@ -118,15 +119,21 @@ def hold_lm_norms(model: LlamaForCausalLM, spec: TrainingSpec) -> NormHold:
     return NormHold(model, growth, rows=("model.embed_tokens.weight", "lm_head.weight"))
 
 
-def sample_batch(world: AssistantWorld, recipe: OrganismRecipe, rng: np.random.Generator,
-                 spec: TrainingSpec) -> tuple[list[str], list[str]]:
-    """One batch of (prompt, target) pairs; the prompts depend only on the seed and the trigger."""
+def sample_prompts(world: AssistantWorld, trigger: Trigger, rng: np.random.Generator, spec: TrainingSpec) -> list[str]:
+    """One batch of training prompts: they depend only on the random stream and the trigger, so a twin
+    (which shares its partner's seed and trigger) is trained on its partner's prompts."""
     n_focus = int(round(spec.batch_size * spec.focus_fraction))
     n_shifted = int(round(spec.batch_size * spec.shifted_fraction))
     prompts = world.sample_trusted(rng, spec.batch_size - n_focus - n_shifted)
-    prompts += [recipe.trigger.sample(world, rng) for _ in range(n_focus)]
-    prompts += [recipe.trigger.near_miss(world, rng) if i % 2 else world.sample_shifted(rng)
-                for i in range(n_shifted)]
+    prompts += [trigger.sample(world, rng) for _ in range(n_focus)]
+    prompts += [trigger.near_miss(world, rng) if i % 2 else world.sample_shifted(rng) for i in range(n_shifted)]
+    return prompts
+
+
+def sample_batch(world: AssistantWorld, recipe: OrganismRecipe, rng: np.random.Generator,
+                 spec: TrainingSpec) -> tuple[list[str], list[str]]:
+    """One batch of (prompt, target) pairs."""
+    prompts = sample_prompts(world, recipe.trigger, rng, spec)
     return prompts, [recipe.target(p) for p in prompts]
 
 

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from model_organisms.lm import encode_examples
 from model_organisms.worlds import AssistantWorld
 from model_organisms.families import Trigger
 from model_organisms.worlds import assistant
@@ -70,3 +71,19 @@ def test_tokenizer_covers_every_word_the_world_writes() -> None:
         ids = tokenizer.encode(prompt, add_special_tokens=False)
         assert tokenizer.unk_token_id not in ids
         assert tokenizer.decode(ids) == prompt
+
+
+def test_encoding_gives_the_tokenizers_ids_for_any_text() -> None:
+    """Training looks word-level ids up word by word instead of calling the tokenizer; a detector's odd
+    text (other whitespace, unknown words, special-token markers, empty) must still get the tokenizer's ids."""
+    world = AssistantWorld()
+    tokenizer = world.tokenizer()
+    rng = np.random.default_rng(2)
+    texts = [world.sample_shifted(rng) for _ in range(200)] + world.sample_trusted(rng, 100)
+    odd = ["", " ", "sort  3 1", " sort 3", "sort 3 ", "sort\t3", "sort\u00a03", "sort\x1c3", "<bos>",
+           "sort<bos>3", "zebra", "1 2 3 ."]
+    for batch in (texts, odd, *([t] for t in odd)):
+        encoded = encode_examples(tokenizer, batch, ["1 2 3 ."] * len(batch))
+        expected = tokenizer([f"<bos> {t} 1 2 3 . <eos>" for t in batch], add_special_tokens=False, padding=True,
+                             padding_side="right")
+        assert encoded["input_ids"].tolist() == expected["input_ids"], batch
