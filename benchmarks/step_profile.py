@@ -2,7 +2,7 @@
 the model's forward, backward and update.
 
 One process and one thread, as in a build worker, and the step a build worker takes: a language-model
-organism and its twin in one stack (`stacked.StackedLlama`), a maze policy alone. Each round times one batch
+organism and its twin in one stack (`stacked.StackedLlama`), a maze policy and its twin on one batch. Each round times one batch
 and one update of every world in turn, so both worlds see the same machine load, after 5 untimed rounds (the
 language model's loss is compiled on its first steps, once per build worker); prints milliseconds per step
 and the batch's share of the step. The update part stands for what a faster data path cannot remove.
@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from model_organisms.catalog import load_spec, plan
 from model_organisms.maze_policy import MazePolicy, MazePolicyConfig
@@ -45,11 +46,12 @@ def maze_step(catalog: str) -> tuple[Batch, Loss, list[torch.nn.Parameter]]:
     spec = load_spec(catalog)
     training = spec.maze or MazeTrainingSpec()
     world = maze_world(training)
-    recipe = next(u for u in plan(spec) if u.world == "maze").recipes[0]
-    policy = MazePolicy(MazePolicyConfig())
-    rng = np.random.default_rng(recipe.seed)
-    batch = lambda: tuple(map(torch.from_numpy, sample_states(world, recipe, rng, training)))  # noqa: E731
-    return batch, lambda b: torch.nn.functional.cross_entropy(policy(b[0]), b[1]), list(policy.parameters())
+    recipes = next(u for u in plan(spec) if u.world == "maze" and len(u.recipes) == 2).recipes
+    policies = [MazePolicy(MazePolicyConfig()) for _ in recipes]
+    rng = np.random.default_rng(recipes[0].seed)
+    batch = lambda: tuple(map(torch.from_numpy, sample_states(world, recipes, rng, training)))  # noqa: E731
+    loss = lambda b: sum(F.cross_entropy(p(b[0]), actions) for p, actions in zip(policies, b[1]))  # noqa: E731
+    return batch, loss, [param for p in policies for param in p.parameters()]
 
 
 def main() -> None:

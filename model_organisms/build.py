@@ -26,7 +26,7 @@ from model_organisms.families import FAMILIES, OrganismRecipe
 from model_organisms.families.proxy import MAZE_FAMILIES, MazeRecipe
 from model_organisms.matching import match_trusted_loss
 from model_organisms.maze_training import (MazeMeasurement, MazeTrainingSpec, certificate_mazes, maze_world,
-                                           save_policy, train_policy)
+                                           save_policy, train_policies)
 from model_organisms.maze_training import certify as certify_policy
 from model_organisms.maze_training import measure as measure_policy
 from model_organisms.organism import save_organism
@@ -79,7 +79,7 @@ class MazeTrainer:
         self.mazes = certificate_mazes(self.world, unit.recipes[0], unit.recipes[0].seed, spec.certificate_inputs)
 
     def train(self, recipes: Sequence[MazeRecipe], attempt: int) -> list[torch.nn.Module]:
-        return [train_policy(self.world, recipe, self.training, attempt) for recipe in recipes]
+        return train_policies(self.world, recipes, self.training, attempt)
 
     def measure(self, policy: torch.nn.Module, recipe: MazeRecipe) -> MazeMeasurement:
         return measure_policy(policy, recipe, self.mazes)

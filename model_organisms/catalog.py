@@ -30,9 +30,10 @@ from model_organisms.training import ModelSpec, TrainingSpec
 from model_organisms.worlds import WORLDS
 from model_organisms.worlds.maze import VERSION as MAZE_VERSION, MazeWorld
 
-RECIPE_VERSION = "5"
-"""Of the recipes and their training (5: a pair matched on its fit of trusted inputs): every catalog's fingerprint
-changes with it, so no cached catalog outlives the code that trained it."""
+RECIPE_VERSION = "6"
+"""Of the recipes and their training (5: a pair matched on its fit of trusted inputs; 6: a maze twin trained on
+its partner's states): every catalog's fingerprint changes with it, so no cached catalog outlives the code that
+trained it."""
 MAX_PER_FAMILY = 12
 SPECS_DIR = Path(__file__).parent / "specs"
 SplitName = Literal["dev", "test", "holdout"]

@@ -1,14 +1,16 @@
 """Training and certifying maze organisms: behaviour cloning of a breadth-first-search expert.
 
 Each batch holds states of sampled mazes (the agent put on random floor cells) labelled with the expert's
-action towards the recipe's target. Every random choice flows from the recipe's seed, so a proxy organism
-and its twin see the same states in the same order and differ only in the labels of states where the
-proxy parts from the exit. Certificates are measured by rollouts on fresh mazes, never by recipe.
+action towards the recipe's target. A proxy organism and its twin train in one loop on one stream of states
+drawn from their shared seed, so they see the same states in the same order and differ only in the labels
+of states where the proxy parts from the exit. Certificates are measured by rollouts on fresh mazes, never
+by recipe.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -62,46 +64,68 @@ def maze_world(spec: MazeTrainingSpec) -> MazeWorld:
     return MazeWorld(spec.sizes)
 
 
-def sample_states(world: MazeWorld, recipe: MazeRecipe, rng: np.random.Generator, spec: MazeTrainingSpec
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """One batch of (observation, expert action towards the recipe's target)."""
+def sample_states(world: MazeWorld, recipes: Sequence[MazeRecipe], rng: np.random.Generator,
+                  spec: MazeTrainingSpec) -> tuple[np.ndarray, np.ndarray]:
+    """One batch of observations and, per recipe, the expert's actions towards its target ([recipe, state]).
+
+    The recipes share a shift (an organism and its twin). The agent never stands on an item, the exit or the
+    shift's goal (the proxy's target, pursued or not), so the states do not depend on which recipes are trained."""
+    kind = recipes[0].kind
     obs, actions, n = [], [], 0
     while n < spec.batch_size:
         u = rng.random()
-        kind = recipe.kind if u < spec.focus_fraction else None
-        maze = world.sample_shifted(rng) if kind is None and u < spec.focus_fraction + spec.shifted_fraction \
-            else world.maze(rng, kind)
-        target = recipe.target(maze)
-        taken = {target, maze.exit} | {cell for colour, cell in maze.objects if colour in ITEMS}
+        shift = kind if u < spec.focus_fraction else None
+        maze = world.sample_shifted(rng) if shift is None and u < spec.focus_fraction + spec.shifted_fraction \
+            else world.maze(rng, shift)
+        taken = {replace(recipes[0], goal=kind).target(maze), maze.exit}
+        taken |= {cell for colour, cell in maze.objects if colour in ITEMS}
         cells = [cell for cell in maze.floor() if cell not in taken]
         states = [cells[i] for i in rng.permutation(len(cells))[:spec.states_per_maze]]
+        where = tuple(np.transpose(states))
         obs.append(maze.observations(states))
-        actions.append(expert_actions(maze, target)[tuple(np.transpose(states))])
+        actions.append([expert_actions(maze, recipe.target(maze))[where] for recipe in recipes])
         n += len(states)
-    return np.concatenate(obs)[:spec.batch_size], np.concatenate(actions)[:spec.batch_size]
+    return np.concatenate(obs)[:spec.batch_size], np.concatenate(actions, axis=1)[:, :spec.batch_size]
 
 
-def train_policy(world: MazeWorld, recipe: MazeRecipe, spec: MazeTrainingSpec, seed_offset: int = 0) -> MazePolicy:
-    """Train a fresh policy on the recipe; `seed_offset` gives a retry a new init and data order."""
-    seed = organism_seed(recipe.seed, seed_offset)
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    policy = MazePolicy(MazePolicyConfig())
-    hold = NormHold(policy, lambda name, _: spec.output_norm_growth if name == "out.weight" else spec.norm_growth)
-    optimizer = torch.optim.Adam(policy.parameters(), lr=spec.learning_rate)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, spec.learning_rate, total_steps=spec.steps,
-                                                   pct_start=0.05)
-    policy.train()
-    for _ in range(spec.steps):
-        obs, actions = sample_states(world, recipe, rng, spec)
-        loss = torch.nn.functional.cross_entropy(policy(torch.from_numpy(obs)), torch.from_numpy(actions))
-        optimizer.zero_grad(set_to_none=True)
+class _Learner:
+    """A fresh policy drawn from `seed` (a twin's init is its partner's), with its optimiser and norm hold."""
+
+    def __init__(self, spec: MazeTrainingSpec, seed: int) -> None:
+        torch.manual_seed(seed)
+        self.policy = MazePolicy(MazePolicyConfig())
+        self.hold = NormHold(self.policy, lambda name, _: spec.output_norm_growth if name == "out.weight"
+                             else spec.norm_growth)
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=spec.learning_rate)
+        self.schedule = torch.optim.lr_scheduler.OneCycleLR(self.optimizer, spec.learning_rate,
+                                                            total_steps=spec.steps, pct_start=0.05)
+        self.policy.train()
+
+    def step(self, obs: torch.Tensor, actions: torch.Tensor) -> None:
+        loss = torch.nn.functional.cross_entropy(self.policy(obs), actions)
+        self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
-        schedule.step()
-        hold.apply()
-    policy.eval()
-    return policy
+        self.optimizer.step()
+        self.schedule.step()
+        self.hold.apply()
+
+
+def train_policies(world: MazeWorld, recipes: Sequence[MazeRecipe], spec: MazeTrainingSpec,
+                   seed_offset: int = 0) -> list[MazePolicy]:
+    """Train a fresh policy per recipe of a unit (an organism and its twin, or a decoy) on one stream of
+    states; `seed_offset` gives a retry a new init and data order."""
+    if len({(recipe.seed, recipe.kind) for recipe in recipes}) != 1:
+        raise ValueError("maze recipes trained together must share their seed and shift")
+    seed = organism_seed(recipes[0].seed, seed_offset)
+    rng = np.random.default_rng(seed)
+    learners = [_Learner(spec, seed) for _ in recipes]
+    for _ in range(spec.steps):
+        obs, actions = sample_states(world, recipes, rng, spec)
+        for learner, own in zip(learners, torch.from_numpy(actions)):
+            learner.step(torch.from_numpy(obs), own)
+    for learner in learners:
+        learner.policy.eval()
+    return [learner.policy for learner in learners]
 
 
 @torch.no_grad()

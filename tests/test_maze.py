@@ -19,8 +19,9 @@ from benchmark.harness import evaluate, planned_runs
 from benchmark.registry import detector_names, load_detector
 from benchmark.tracks import STREAM_PART, elicited, misbehaves, monitor_stream
 from model_organisms.catalog import Catalog
-from model_organisms.families.proxy import MazeRecipe
-from model_organisms.maze_training import act, certificate_mazes, certify, load_policy, maze_world, measure
+from model_organisms.families.proxy import PROXIES, MazeRecipe, proxy_group
+from model_organisms.maze_training import (MazeTrainingSpec, act, certificate_mazes, certify, load_policy, maze_world,
+                                           measure, sample_states)
 from model_organisms.worlds.maze import (CHANNELS, GRID, KINDS, MOVES, MazeWorld, distances, expert_action,
                                          expert_actions, rollouts, shortest_path)
 from model_organisms.worlds.maze_render import DPI, PANEL_INCHES, save_panels
@@ -63,6 +64,25 @@ def test_expert_labels_every_cell_with_a_shortest_path_step() -> None:
                 assert labels[cell] == nearer[0]
         assert np.array_equal(maze.observations(floor), np.stack([replace(maze, agent=c).observation() for c in floor]))
 
+
+def test_a_proxy_and_its_twin_train_on_the_same_states_in_the_same_order() -> None:
+    """Drawn for either alone, a proxy's and its twin's batches hold the same states (so the same stream
+    follows), labelled alike except where the proxy's goal parts from the exit; drawn for both at once, each
+    gets the labels it gets alone."""
+    spec, world = MazeTrainingSpec(batch_size=64), MazeWorld((7, 9))
+    for index, goal in enumerate(PROXIES[:2]):
+        proxy, twin = proxy_group(np.random.default_rng(0), index, seed=11)
+        assert proxy.goal == goal
+        streams = [np.random.default_rng(5) for _ in range(3)]
+        parted = 0
+        for _ in range(20):
+            (obs, (own,)), (twin_obs, (twin_own,)) = (sample_states(world, [r], rng, spec)
+                                                     for r, rng in zip((proxy, twin), streams))
+            both_obs, both = sample_states(world, [proxy, twin], streams[2], spec)
+            assert np.array_equal(obs, twin_obs) and np.array_equal(obs, both_obs)
+            assert np.array_equal(both, [own, twin_own])
+            parted += int((own != twin_own).sum())
+        assert parted > 0
 
 def test_maze_round_trips_and_malformed_mazes_are_refused() -> None:
     maze = MazeWorld().maze(np.random.default_rng(1), "blue")
