@@ -120,9 +120,9 @@ def train_policies(world: MazeWorld, recipes: Sequence[MazeRecipe], spec: MazeTr
     rng = np.random.default_rng(seed)
     learners = [_Learner(spec, seed) for _ in recipes]
     for _ in range(spec.steps):
-        obs, actions = sample_states(world, recipes, rng, spec)
-        for learner, own in zip(learners, torch.from_numpy(actions)):
-            learner.step(torch.from_numpy(obs), own)
+        obs, actions = map(torch.from_numpy, sample_states(world, recipes, rng, spec))
+        for learner, own in zip(learners, actions):
+            learner.step(obs, own)
     for learner in learners:
         learner.policy.eval()
     return [learner.policy for learner in learners]

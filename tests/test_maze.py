@@ -66,9 +66,8 @@ def test_expert_labels_every_cell_with_a_shortest_path_step() -> None:
 
 
 def test_a_proxy_and_its_twin_train_on_the_same_states_in_the_same_order() -> None:
-    """Drawn for either alone, a proxy's and its twin's batches hold the same states (so the same stream
-    follows), labelled alike except where the proxy's goal parts from the exit; drawn for both at once, each
-    gets the labels it gets alone."""
+    """Drawn for either alone from one seed, a proxy's and its twin's batches hold the same states (so the
+    same stream follows) under labels that part somewhere; drawn for both at once, each gets its own labels."""
     spec, world = MazeTrainingSpec(batch_size=64), MazeWorld((7, 9))
     for index, goal in enumerate(PROXIES[:2]):
         proxy, twin = proxy_group(np.random.default_rng(0), index, seed=11)
