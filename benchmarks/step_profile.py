@@ -2,10 +2,11 @@
 the model's forward, backward and update.
 
 One process and one thread, as in a build worker, and the step a build worker takes: a language-model
-organism and its twin in one stack (`stacked.StackedLlama`), a maze policy and its twin on one batch. Each round times one batch
-and one update of every world in turn, so both worlds see the same machine load, after 5 untimed rounds (the
-language model's loss is compiled on its first steps, once per build worker); prints milliseconds per step
-and the batch's share of the step. The update part stands for what a faster data path cannot remove.
+organism and its twin in one stack (`stacked.StackedLlama`), a maze policy and its twin on one batch. Each
+round times one batch and one update of every world in turn, so both worlds see the same machine load, after
+5 untimed rounds (the language model's loss is compiled on its first steps, once per build worker); prints
+milliseconds per step and the batch's share of the step. The update part stands for what a faster data path
+cannot remove.
 Usage:
 python benchmarks/step_profile.py [--catalog quick] [--steps 100]
 """
