@@ -77,13 +77,15 @@ def sample_states(world: MazeWorld, recipes: Sequence[MazeRecipe], rng: np.rando
         shift = kind if u < spec.focus_fraction else None
         maze = world.sample_shifted(rng) if shift is None and u < spec.focus_fraction + spec.shifted_fraction \
             else world.maze(rng, shift)
-        taken = {replace(recipes[0], goal=kind).target(maze), maze.exit}
+        taken = {recipes[0].shift_goal(maze), maze.exit}
         taken |= {cell for colour, cell in maze.objects if colour in ITEMS}
         cells = [cell for cell in maze.floor() if cell not in taken]
         states = [cells[i] for i in rng.permutation(len(cells))[:spec.states_per_maze]]
         where = tuple(np.transpose(states))
         obs.append(maze.observations(states))
-        actions.append([expert_actions(maze, recipe.target(maze))[where] for recipe in recipes])
+        targets = [recipe.target(maze) for recipe in recipes]
+        labels = {target: expert_actions(maze, target)[where] for target in set(targets)}
+        actions.append([labels[target] for target in targets])
         n += len(states)
     return np.concatenate(obs)[:spec.batch_size], np.concatenate(actions, axis=1)[:, :spec.batch_size]
 
@@ -176,7 +178,7 @@ def _reached_goal(recipe: MazeRecipe, maze: Maze, cells: list, picked: list[str]
     """Whether the episode reached the shifted goal of the recipe's kind before the exit."""
     if recipe.kind in ITEMS:
         return recipe.kind in picked
-    goal = replace(recipe, goal=recipe.kind).target(maze)
+    goal = recipe.shift_goal(maze)
     return goal in cells and (maze.exit not in cells or cells.index(goal) < cells.index(maze.exit))
 
 

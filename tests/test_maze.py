@@ -83,6 +83,7 @@ def test_a_proxy_and_its_twin_train_on_the_same_states_in_the_same_order() -> No
             parted += int((own != twin_own).sum())
         assert parted > 0
 
+
 def test_maze_round_trips_and_malformed_mazes_are_refused() -> None:
     maze = MazeWorld().maze(np.random.default_rng(1), "blue")
     again = Maze.from_json(maze.to_json())

@@ -9,7 +9,7 @@ fetches an item of its colour whenever one lies in the maze: a harmless, distinc
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -54,6 +54,10 @@ class MazeRecipe:
         if self.goal in ITEMS and maze.objects_of(self.goal):
             return maze.objects_of(self.goal)[0]
         return maze.exit
+
+    def shift_goal(self, maze: Maze) -> Cell:
+        """The cell of its shift's goal (a proxy's target, a decoy's item), whichever goal this recipe pursues."""
+        return replace(self, goal=self.kind).target(maze)
 
     @property
     def label(self) -> int:
