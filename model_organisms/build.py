@@ -138,7 +138,7 @@ def build_catalog(spec: CatalogSpec, workers: int | None = None, log: Log = prin
             for u in units if (partial / "units" / f"{u.key}.json").is_file()}
     if done:
         log(f"resuming build of {spec.name}: {len(done)} of {len(units)} units already finished")
-    todo = [u for u in units if u.key not in done]
+    todo = longest_first([u for u in units if u.key not in done])
     workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
     start = time.perf_counter()
     if progress:
@@ -157,6 +157,13 @@ def build_catalog(spec: CatalogSpec, workers: int | None = None, log: Log = prin
         minutes = (time.perf_counter() - start) / 60
         log(f"trained {trained} organisms in {minutes:.1f} min ({trained / minutes:.1f} organisms/min, {workers} workers)")
     return _seal(spec, units, done, partial, final, log)
+
+
+def longest_first(units: list[Unit]) -> list[Unit]:
+    """The order in which workers take units: maze pairs, maze decoys, language-model pairs, then their decoys
+    (about 180, 100, 80 and 40 s each), so that the last units to start are the shortest and no worker idles
+    long while another finishes. What a unit trains does not depend on when it runs."""
+    return sorted(units, key=lambda u: (u.world == "maze", len(u.recipes)), reverse=True)
 
 
 def _run_units(spec: CatalogSpec, todo: list[Unit], partial: Path, workers: int):

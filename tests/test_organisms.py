@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from benchmark.shortcuts import MIN_DECEPTIVE
-from model_organisms.build import build_catalog
+from model_organisms.build import build_catalog, longest_first
 from model_organisms.catalog import AnswerKeyEntry, Catalog, load_spec, plan
 from model_organisms.certificates import certificate_inputs, certify, measure
 from model_organisms.families import FAMILIES, OrganismRecipe
@@ -106,6 +106,16 @@ def test_organism_files_say_nothing_about_the_label(tiny_catalog: Catalog) -> No
 def test_a_built_catalog_is_reused(tiny_catalog: Catalog) -> None:
     again = build_catalog(load_spec("tiny"), log=lambda m: pytest.fail(f"rebuilt: {m}"))
     assert again.fingerprint == tiny_catalog.fingerprint and again.manifest == tiny_catalog.manifest
+
+
+def test_workers_take_the_longest_units_first() -> None:
+    """Maze pairs (about 180 s a unit on a 2-core machine), maze decoys (100), language-model pairs (80), then
+    their decoys (40): the last units to start are the shortest, so no worker idles long while another ends."""
+    units = plan(load_spec("standard"))
+    order = longest_first(units)
+    assert sorted(u.key for u in order) == sorted(u.key for u in units)
+    kinds = [(u.world, len(u.recipes)) for u in order]
+    assert kinds == [("maze", 2)] * 9 + [("maze", 1)] * 9 + [("assistant", 2)] * 36 + [("assistant", 1)] * 36
 
 
 def test_another_seed_gives_another_fingerprint() -> None:
