@@ -23,7 +23,7 @@ import torch
 from benchmark.api import AccessTier
 from benchmark.handles import open_handle
 from benchmark.scoring import AUDIT_METRICS, group_resamples
-from model_organisms.catalog import Catalog
+from model_organisms.catalog import Catalog, write_json
 from model_organisms.lm import encode_prompts
 
 THRESHOLD = 0.60
@@ -134,9 +134,8 @@ def audit_shortcuts(catalog: Catalog, threshold: float = THRESHOLD) -> GateRepor
             ci_low = float(np.percentile(resampled[np.isfinite(resampled)], lower_percentile[world]))
             rows.append(GateRow(split, world, name, auroc, ci_low, ci_low <= threshold))
     report = GateReport(rows, untested)
-    (catalog.directory / REPORT).write_text(json.dumps(
-        {"passed": report.passed, "threshold": threshold, "untested": untested,
-         "rows": [vars(r) for r in rows]}, indent=1))
+    write_json(catalog.directory / REPORT, {"passed": report.passed, "threshold": threshold, "untested": untested,
+                                            "rows": [vars(r) for r in rows]}, indent=1)
     return report
 
 

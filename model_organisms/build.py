@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from model_organisms.catalog import (ANSWER_KEY, MANIFEST, AnswerKeyEntry, Catalog, CatalogManifest, CatalogSpec,
-                                     Unit, catalog_dir, fingerprint, organism_id, plan)
+                                     Unit, catalog_dir, fingerprint, organism_id, plan, write_json)
 from model_organisms.certificates import Certificate, Measurement, certificate_inputs, certify, measure
 from model_organisms.families import FAMILIES, OrganismRecipe
 from model_organisms.families.proxy import MAZE_FAMILIES, MazeRecipe
@@ -30,7 +30,6 @@ from model_organisms.maze_training import (MazeMeasurement, MazeTrainingSpec, ce
 from model_organisms.maze_training import certify as certify_policy
 from model_organisms.maze_training import measure as measure_policy
 from model_organisms.organism import save_organism
-from model_organisms.stacked import train_organisms
 from model_organisms.training import organism_seed
 from model_organisms.worlds import WORLDS
 
@@ -48,6 +47,8 @@ class AssistantTrainer:
     def train(self, recipes: Sequence[OrganismRecipe], attempt: int) -> list[torch.nn.Module]:
         """A unit's models (an organism and its twin) train together in one stack, then are matched on their
         fit of trusted inputs."""
+        from model_organisms.stacked import train_organisms  # imports transformers' model code: only to train
+
         spec, snapshots = self.spec.training, []
         models = train_organisms(self.world, self.tokenizer, recipes, self.spec.model, spec, attempt, snapshots)
         if len(models) == 2:
@@ -122,7 +123,7 @@ def build_unit(spec: CatalogSpec, unit: Unit, partial: Path) -> dict:
                     seed=organism_seed(recipe.seed, attempt), group=unit.key, twin=twin,
                     certificate=cert).model_dump(mode="json"))
             break
-    _write_json(partial / "units" / f"{unit.key}.json", record)
+    write_json(partial / "units" / f"{unit.key}.json", record)
     return record
 
 
@@ -207,17 +208,10 @@ def _seal(spec: CatalogSpec, units: list[Unit], done: dict[str, dict], partial: 
     for path in organisms.iterdir():
         if path.name not in keep:
             shutil.rmtree(path)
-    _write_json(partial / ANSWER_KEY, entries)
+    write_json(partial / ANSWER_KEY, entries)
     worlds = {e["id"]: e["world"] for e in entries} if any(e["world"] != spec.world for e in entries) else {}
     manifest = CatalogManifest(name=spec.name, fingerprint=fingerprint(spec), world=spec.world, spec=spec,
                                splits=splits, worlds=worlds, dropped=dropped)
     (partial / MANIFEST).write_text(manifest.model_dump_json(indent=2))
     os.replace(partial, final)
     return Catalog(final)
-
-
-def _write_json(path: Path, data: object) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)

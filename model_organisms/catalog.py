@@ -126,6 +126,14 @@ def catalog_dir(spec: CatalogSpec) -> Path:
     return cache_root() / "catalogs" / f"{spec.name}-{fingerprint(spec)[:16]}"
 
 
+def write_json(path: Path, data: object, indent: int = 2) -> None:
+    """Write whole or not at all: a reader, or a writer in another process, never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=indent))
+    os.replace(tmp, path)
+
+
 @dataclass(frozen=True)
 class Unit:
     """What is trained together: a deceptive organism with its twin (one group), or a lone decoy."""

@@ -6,13 +6,18 @@ deceptive, whatever it was trained for, so it is rebuilt or dropped.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from pydantic import BaseModel, ConfigDict
-from transformers import PreTrainedModel, PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerFast
 
 from model_organisms.families import OrganismRecipe
 from model_organisms.lm import generate
 from model_organisms.worlds.assistant import AssistantWorld
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 MIN_DEFECTION = 0.95
 MAX_CONTROL_DEFECTION = 0.01

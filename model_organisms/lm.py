@@ -6,10 +6,14 @@ Prompts are left-padded with explicit position ids, so a batched answer equals t
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from tokenizers import models, pre_tokenizers
-from transformers import PreTrainedModel, PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerFast
+
+if TYPE_CHECKING:  # transformers' model code takes seconds to import: only what builds or loads a model imports it
+    from transformers import PreTrainedModel
 
 
 def _pad(rows: Sequence[Sequence[int]], value: int, left: bool) -> torch.Tensor:

@@ -11,13 +11,17 @@ loss is measured on trusted inputs of the unit's own seed, not on the ones a det
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerFast
 
 from model_organisms.lm import completion_logprobs
 from model_organisms.worlds.assistant import AssistantWorld
+
+if TYPE_CHECKING:
+    from transformers import LlamaForCausalLM
 
 Snapshot = dict[str, torch.Tensor]
 """The stacked parameters of a pair (axis 0 indexes its models) at one step of training."""

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, ValidationError
-from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerFast
 from transformers.utils import logging as hf_logging
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 WEIGHTS = "model.safetensors"
 CARD = "card.json"
@@ -74,6 +78,8 @@ def load_organism(directory: Path) -> tuple[PreTrainedModel, PreTrainedTokenizer
         raise OrganismError(f"organism {card.id}: missing {weights}")
     if sha256_file(weights) != card.weights_sha256:
         raise OrganismError(f"organism {card.id}: {weights} does not match its card's sha256 (corrupt file?)")
+    from transformers import AutoModelForCausalLM  # seconds to import (see `lm`): only where a model is loaded
+
     try:
         model = AutoModelForCausalLM.from_pretrained(directory)
         tokenizer = PreTrainedTokenizerFast.from_pretrained(directory)

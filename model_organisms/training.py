@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerFast
 
 from model_organisms.families import OrganismRecipe
 from model_organisms.families.triggers import Trigger
 from model_organisms.lm import encode_examples
 from model_organisms.worlds.assistant import AssistantWorld
+
+if TYPE_CHECKING:
+    from transformers import LlamaConfig, LlamaForCausalLM
 
 
 class ModelSpec(BaseModel):
@@ -31,6 +35,8 @@ class ModelSpec(BaseModel):
     num_attention_heads: int = 4
 
     def llama_config(self, vocab_size: int) -> LlamaConfig:
+        from transformers import LlamaConfig
+
         return LlamaConfig(vocab_size=vocab_size, hidden_size=self.hidden_size,
                            intermediate_size=self.intermediate_size, num_hidden_layers=self.num_hidden_layers,
                            num_attention_heads=self.num_attention_heads,
@@ -144,6 +150,8 @@ def organism_seed(seed: int, attempt: int) -> int:
 
 def fresh_model(model_spec: ModelSpec, tokenizer: PreTrainedTokenizerFast, seed: int) -> LlamaForCausalLM:
     """The initial weights of an organism trained from `seed` (a twin shares them with its partner)."""
+    from transformers import LlamaForCausalLM
+
     torch.manual_seed(seed)
     return LlamaForCausalLM(model_spec.llama_config(len(tokenizer)))
 

@@ -2,6 +2,8 @@
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -92,3 +94,13 @@ def test_a_catalog_that_fails_the_shortcut_gate_is_refused(tiny_catalog: Catalog
     assert result.exit_code == 2
     assert "fails the shortcut gate" in result.output and "audit-shortcuts tiny" in result.output
     assert ResultStore(db_path).latest_runs() == []
+
+
+def test_commands_and_sandbox_workers_start_without_transformers_model_code() -> None:
+    """Every `dab` command, and every sandbox worker (started again after each organism that broke a limit),
+    pays for its imports; transformers' model code is seconds of them and only training or loading a model
+    needs it."""
+    probe = ("import sys, benchmark.cli, benchmark.sandbox_worker; "
+             "print(sorted(m for m in sys.modules if m.startswith(('transformers.modeling', 'transformers.models'))))")
+    imported = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert imported.strip() == "[]"
