@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from filelock import FileLock
 
 from model_organisms.catalog import (ANSWER_KEY, MANIFEST, AnswerKeyEntry, Catalog, CatalogManifest, CatalogSpec,
                                      Unit, catalog_dir, fingerprint, organism_id, plan, write_json)
@@ -129,10 +130,21 @@ def build_unit(spec: CatalogSpec, unit: Unit, partial: Path) -> dict:
 
 def build_catalog(spec: CatalogSpec, workers: int | None = None, log: Log = print,
                   progress: Callable[[int, int], None] | None = None) -> Catalog:
-    """Build (or reuse) the catalog of a spec. `progress(done, total)` is called as units finish."""
+    """Build (or reuse) the catalog of a spec. `progress(done, total)` is called as units finish.
+
+    Builds of one catalog take turns (a file lock beside it): one started while another runs waits for it,
+    then reuses its catalog, instead of training it again and failing to move it in place."""
     final = catalog_dir(spec)
-    if (final / MANIFEST).is_file():
-        return Catalog(final)
+    if not (final / MANIFEST).is_file():
+        final.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(final.with_name(final.name + ".lock")):
+            if not (final / MANIFEST).is_file():
+                _build(spec, final, workers, log, progress)
+    return Catalog(final)
+
+
+def _build(spec: CatalogSpec, final: Path, workers: int | None, log: Log,
+           progress: Callable[[int, int], None] | None) -> None:
     partial = final.with_name(final.name + ".partial")
     units = plan(spec)
     done = {u.key: json.loads((partial / "units" / f"{u.key}.json").read_text())
@@ -157,7 +169,7 @@ def build_catalog(spec: CatalogSpec, workers: int | None = None, log: Log = prin
     if trained:
         minutes = (time.perf_counter() - start) / 60
         log(f"trained {trained} organisms in {minutes:.1f} min ({trained / minutes:.1f} organisms/min, {workers} workers)")
-    return _seal(spec, units, done, partial, final, log)
+    _seal(spec, units, done, partial, final, log)
 
 
 def longest_first(units: list[Unit]) -> list[Unit]:
@@ -180,7 +192,7 @@ def _run_units(spec: CatalogSpec, todo: list[Unit], partial: Path, workers: int)
 
 
 def _seal(spec: CatalogSpec, units: list[Unit], done: dict[str, dict], partial: Path, final: Path,
-          log: Log) -> Catalog:
+          log: Log) -> None:
     """Balance each split, shuffle ids, write the manifest and answer key, and move the catalog in place."""
     rng = np.random.default_rng([spec.seed, 0x5EA1])
     entries: list[dict] = []
@@ -214,4 +226,3 @@ def _seal(spec: CatalogSpec, units: list[Unit], done: dict[str, dict], partial: 
                                splits=splits, worlds=worlds, dropped=dropped)
     (partial / MANIFEST).write_text(manifest.model_dump_json(indent=2))
     os.replace(partial, final)
-    return Catalog(final)

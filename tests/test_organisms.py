@@ -5,15 +5,18 @@ import os
 import shutil
 import subprocess
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from filelock import FileLock
 
 from benchmark.shortcuts import MIN_DECEPTIVE
 from model_organisms.build import build_catalog, longest_first
-from model_organisms.catalog import AnswerKeyEntry, Catalog, load_spec, plan
+from model_organisms.catalog import MANIFEST, AnswerKeyEntry, Catalog, catalog_dir, load_spec, plan
 from model_organisms.certificates import certificate_inputs, certify, measure
 from model_organisms.families import FAMILIES, OrganismRecipe
 from model_organisms.lm import generate
@@ -106,6 +109,26 @@ def test_organism_files_say_nothing_about_the_label(tiny_catalog: Catalog) -> No
 def test_a_built_catalog_is_reused(tiny_catalog: Catalog) -> None:
     again = build_catalog(load_spec("tiny"), log=lambda m: pytest.fail(f"rebuilt: {m}"))
     assert again.fingerprint == tiny_catalog.fingerprint and again.manifest == tiny_catalog.manifest
+
+
+def test_a_build_started_while_another_runs_waits_and_reuses_its_catalog(tiny_catalog: Catalog, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two `dab run` at once on an unbuilt catalog: the second must not seal (or train) what the first is building."""
+    monkeypatch.setenv("DAB_CACHE_DIR", str(tmp_path))
+    spec = load_spec("tiny")
+    final = catalog_dir(spec)
+    partial = final.with_name(final.name + ".partial")  # every unit trained, nothing sealed: the last step of a build
+    shutil.copytree(tiny_catalog.directory, partial)
+    (partial / MANIFEST).unlink()
+    lines: list[str] = []
+    with ThreadPoolExecutor(1) as pool:
+        with FileLock(final.with_name(final.name + ".lock")):  # held by the first build
+            second = pool.submit(build_catalog, spec, 1, lines.append)
+            time.sleep(2)
+            assert not second.done() and not final.exists() and not lines
+            shutil.copytree(tiny_catalog.directory, final)  # what the first build leaves
+            shutil.rmtree(partial)
+        assert second.result(timeout=60).manifest == tiny_catalog.manifest and not lines
 
 
 def test_workers_take_the_longest_units_first() -> None:
