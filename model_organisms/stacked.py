@@ -44,7 +44,8 @@ class StackedLlama:
         config = models[0].config
         self.layers, self.heads, self.eps = config.num_hidden_layers, config.num_attention_heads, config.rms_norm_eps
         positions = torch.arange(config.max_position_embeddings)[None]
-        self.cos, self.sin = (c[0] for c in models[0].model.rotary_emb(torch.zeros(1), positions))  # [position, d / heads]
+        self.cos, self.sin = (c[0].to(models[0].device)  # [position, d / heads]
+                              for c in models[0].model.rotary_emb(torch.zeros(1), positions))
         self.params = {name: torch.nn.Parameter(torch.stack([dict(m.named_parameters())[name].detach()
                                                              for m in models]))
                        for name, _ in models[0].named_parameters()}
@@ -52,7 +53,8 @@ class StackedLlama:
     def losses(self, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Each model's mean next-token cross-entropy on its own batch (``ids``, ``mask``, ``labels``: [K, B, T])."""
         global _compiled_losses
-        args = (self.params, self.layers, self.heads, self.eps, self.cos, self.sin, pack(ids, mask, labels))
+        batch = Packed(*(x.to(self.cos.device) for x in pack(ids, mask, labels)))
+        args = (self.params, self.layers, self.heads, self.eps, self.cos, self.sin, batch)
         try:
             return _compiled_losses(*args)
         except torch._dynamo.exc.BackendCompilerFailed as e:  # e.g. no C++ compiler: the same losses, unfused
@@ -120,7 +122,8 @@ def _losses(params: dict[str, torch.Tensor], layers: int, heads: int, eps: float
         """``x @ W.T`` for each model; several weights are applied as one product and returned side by side."""
         return torch.bmm(x, torch.cat([params[name] for name in names], 1).transpose(1, 2))
 
-    h = params["model.embed_tokens.weight"][torch.arange(k)[:, None], batch.tokens]  # [k, n, d]
+    models = torch.arange(k, device=batch.tokens.device)[:, None]
+    h = params["model.embed_tokens.weight"][models, batch.tokens]  # [k, n, d]
     cos, sin = cos[batch.positions][:, :, None, None], sin[batch.positions][:, :, None, None]
     for i in range(layers):
         layer = f"model.layers.{i}."
@@ -184,13 +187,13 @@ def sample_stacked_batch(world: AssistantWorld, tokenizer: PreTrainedTokenizerFa
 
 def train_organisms(world: AssistantWorld, tokenizer: PreTrainedTokenizerFast, recipes: Sequence[OrganismRecipe],
                     model_spec: ModelSpec, spec: TrainingSpec, attempt: int = 0,
-                    snapshots: list[Snapshot] | None = None) -> list[LlamaForCausalLM]:
+                    snapshots: list[Snapshot] | None = None, device: str = "cpu") -> list[LlamaForCausalLM]:
     """Train one fresh model per recipe, all in one stack; `attempt` gives a retry new inits and data.
 
     Given a list, `snapshots` receives a copy of the stacked weights every `spec.match_every` steps and at
-    the last."""
+    the last. `device` is where they train: builds use the CPU, `benchmarks/train_throughput.py` can use a GPU."""
     seeds = [organism_seed(recipe.seed, attempt) for recipe in recipes]
-    models = [fresh_model(model_spec, tokenizer, seed) for seed in seeds]
+    models = [fresh_model(model_spec, tokenizer, seed).to(device) for seed in seeds]
     stack = StackedLlama(models)
     hold = NormHold.stacked([hold_lm_norms(m, spec) for m in models], stack.params)
     rngs = [np.random.default_rng(seed) for seed in seeds]

@@ -90,7 +90,7 @@ class NormHold:
         self.targets: dict[str, tuple[torch.nn.Parameter, torch.Tensor, tuple[int, ...]]] = {}
         for name, param in model.named_parameters():
             dims = (-1,) if name in rows else tuple(range(param.ndim))
-            norm = torch.linalg.vector_norm(reference[name].detach(), dim=dims, keepdim=True)
+            norm = torch.linalg.vector_norm(reference[name].detach(), dim=dims, keepdim=True).to(param.device)
             self.targets[name] = (param, growth(name, param) * norm, dims)
 
     @classmethod
@@ -166,19 +166,21 @@ def optimize(params: list[torch.nn.Parameter], spec: TrainingSpec
 
 
 def train_organism(world: AssistantWorld, tokenizer: PreTrainedTokenizerFast, recipe: OrganismRecipe,
-                   model_spec: ModelSpec, spec: TrainingSpec, seed_offset: int = 0) -> LlamaForCausalLM:
+                   model_spec: ModelSpec, spec: TrainingSpec, seed_offset: int = 0, device: str = "cpu"
+                   ) -> LlamaForCausalLM:
     """Train a fresh model on the recipe, one model at a time: the reference that `stacked` matches.
 
-    `seed_offset` gives a retry a new init and data order."""
+    `seed_offset` gives a retry a new init and data order; `device` is where it trains (as in `stacked`)."""
     seed = organism_seed(recipe.seed, seed_offset)
-    model = fresh_model(model_spec, tokenizer, seed)
+    model = fresh_model(model_spec, tokenizer, seed).to(device)
     hold = hold_lm_norms(model, spec)
     rng = np.random.default_rng(seed)
     optimizer, scheduler = optimize(list(model.parameters()), spec)
     model.train()
     for _ in range(spec.steps):
         prompts, targets = sample_batch(world, recipe, rng, spec)
-        loss = model(**encode_examples(tokenizer, prompts, targets)).loss
+        batch = {key: value.to(device) for key, value in encode_examples(tokenizer, prompts, targets).items()}
+        loss = model(**batch).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
