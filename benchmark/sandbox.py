@@ -2,10 +2,12 @@
 
 Isolation is bubblewrap (Linux namespaces): no network (a private network namespace), a private PID
 namespace, a root filesystem that holds only the system's and Python's files read-only, the detector's own
-code, the organism files read-only, and one writable scratch directory. The answer key, the results
-database, the catalog cache and the user's home are never mounted. Resources are limited with cgroups
-(processes, memory) and per-organism budgets of wall time and CPU time that the parent enforces, killing
-the whole sandbox when one is exceeded; the next organism gets a fresh sandbox.
+code, the files of the organism being judged read-only, and one writable scratch directory. Every organism
+gets a sandbox of its own, so what a detector saw of one organism is gone when it judges the next (as in
+TrojAI, where each model is judged in a fresh container). The answer key, the results database, the
+catalog cache, the other organisms and the user's home are never mounted. Resources are limited with
+cgroups (processes, memory) and per-organism budgets of wall time and CPU time that the parent enforces,
+killing the whole sandbox when one is exceeded.
 
 A black-box detector gets no organism files at all: its handles send every query to the parent, which
 answers from the model outside the sandbox, only for the organism being asked about (or dev organisms
@@ -22,6 +24,7 @@ import os
 import select
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -56,6 +59,8 @@ class Limits:
     processes: int = 64
 
 
+FITTED = "fitted.pickle"
+"""The fitted detector, written by the sandbox that fits it and put in each organism's sandbox."""
 STARTUP_SECONDS = 30.0
 """Wall and CPU time granted to a sandbox's start-up on top of its budget: the worker imports torch and
 transformers (several CPU seconds on a slow machine) before the detector runs, and that is not its work."""
@@ -171,8 +176,13 @@ def bwrap_command(scratch: Path, readable: Sequence[Path], argv: Sequence[str], 
 class Sandboxed:
     """Executor that runs a submitted detector in the sandbox, one JSON message per line.
 
-    A worker serves organisms one after another; when an organism breaks a limit, the parent kills the
-    worker's whole cgroup, records what happened, and starts a fresh worker (fitted again) for the rest.
+    Each organism is judged in a sandbox of its own, started for it and then thrown away. It has a fresh
+    scratch directory, at the white-box tier the files of that organism alone, and the fitted detector,
+    carried over as a pickle that only sandboxes open. So nothing a detector learns from one organism reaches
+    its judgement of another: it cannot compare a split's organisms, which would tell a deceptive organism
+    and its twin (one initialisation, one data order) from decoys without looking for any goal. `fit` runs
+    once, in a sandbox that holds the dev organisms. When a sandbox breaks a limit, the parent kills its whole
+    cgroup and records what happened.
     """
 
     def __init__(self, source: DetectorSource, catalog: Catalog, limits: Limits = Limits(), threads: int = 1,
@@ -184,45 +194,45 @@ class Sandboxed:
         self.query_budget = query_budget
         self._proc: subprocess.Popen | None = None
         self._cgroup: _Cgroup | None = None
-        self._dev: list[DevOrganism] = []
+        self._scratch: Path | None = None
         self._white_box = False  # until the detector says so, no organism file is mounted
+        self._fitted: bytes | None = None
         self._served = 0
-        self.scratch = Path(tempfile.mkdtemp(prefix="dab-sandbox-"))
         try:
-            hello = self._start()
-            if hello["tier"] == AccessTier.WHITE_BOX.value:
-                self._stop()
-                self._white_box = True
-                hello = self._start()
-        except BaseException:
-            shutil.rmtree(self.scratch, ignore_errors=True)
-            raise
+            hello = self._start([])
+        finally:
+            self._stop()
+        if "error" in hello or not {"name", "tier"} <= set(hello):
+            raise UnknownDetector(str(hello.get("error", "the sandboxed detector sent a malformed greeting")))
         # The hash is taken here from the files, never from the sandboxed code, which could lie about it.
         self.info = DetectorInfo(name=hello["name"], source_sha256=source.sha256(), tier=hello["tier"])
         self.tracks = frozenset(Track(t) for t in hello.get("tracks", []) if t in set(Track))
         self.fits = hello.get("fits") is True
         self.worlds = frozenset(w for w in hello.get("worlds", DEFAULT_WORLDS) if w in ("assistant", "maze"))
+        self._white_box = hello["tier"] == AccessTier.WHITE_BOX.value
         if self._white_box:
             self.query_budget = None
 
-    def _start(self) -> dict:
+    def _start(self, organism_ids: Sequence[str]) -> dict:
+        """A fresh sandbox holding these organisms' files (white box only) and the fitted detector, if any;
+        returns its greeting."""
         organisms = self.catalog.directory / "organisms"
+        self._scratch = Path(tempfile.mkdtemp(prefix="dab-sandbox-"))
+        if self._fitted is not None:
+            (self._scratch / FITTED).write_bytes(self._fitted)
         job = {"source": {"kind": self.source.kind, "target": self.source.target},
                "fingerprint": self.catalog.fingerprint, "world": self.catalog.manifest.world,
                "worlds": self.catalog.manifest.worlds,
                "maze_sizes": list(self.catalog.maze_world().sizes),
-               "organisms": str(organisms) if self._white_box else None, "query_budget": self.query_budget}
+               "organisms": str(organisms) if self._white_box else None,
+               "fitted": FITTED if self._fitted is not None else None, "query_budget": self.query_budget}
         argv = [sys.executable, "-m", "benchmark.sandbox_worker", json.dumps(job)]
         self._cgroup = _Cgroup(self.limits)
-        mounted = [organisms] if self._white_box else []
-        command = bwrap_command(self.scratch, [*mounted, *self.source.paths()], argv, self.threads)
+        mounted = [organisms / oid for oid in organism_ids] if self._white_box else []
+        command = bwrap_command(self._scratch, [*mounted, *self.source.paths()], argv, self.threads)
         self._proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                       preexec_fn=self._cgroup.enter, text=True, bufsize=1)
-        hello = self._call({"cmd": "hello"}, allowance=STARTUP_SECONDS)
-        if "error" in hello or not {"name", "tier"} <= set(hello):
-            self._stop()
-            raise UnknownDetector(str(hello.get("error", "the sandboxed detector sent a malformed greeting")))
-        return hello
+        return self._call({"cmd": "hello"}, allowance=STARTUP_SECONDS)
 
     def _stop(self) -> None:
         if self._cgroup:
@@ -230,7 +240,9 @@ class Sandboxed:
         if self._proc:
             self._proc.kill()
             self._proc.wait()
-        self._proc, self._cgroup = None, None
+        if self._scratch:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+        self._proc, self._cgroup, self._scratch = None, None, None
 
     def _send(self, message: dict) -> None:
         assert self._proc and self._proc.stdin
@@ -321,29 +333,32 @@ class Sandboxed:
         return {"error": why}
 
     def fit(self, dev: Sequence[DevOrganism]) -> str | None:
-        """Fit once; a fit that fails is not repeated, and the detector runs unfitted (as in process)."""
-        self._dev = list(dev)
-        if not self._dev:
+        """Fit a fresh detector once, in a sandbox holding the dev organisms, and keep it (pickled) for every
+        organism's sandbox; a fit that fails is not repeated, and the detector runs unfitted (as in process)."""
+        self._fitted = None
+        if not dev or not self.fits:
             return None
-        if self._proc is None:
-            self._start()
-        error = self._fit().get("error")
-        if error:
-            self._dev = []
-        return error
+        try:
+            reply = self._start([o.id for o in dev])
+            if "error" not in reply:
+                reply = self._call({"cmd": "fit", "dev": [vars(o) for o in dev]}, frozenset(o.id for o in dev))
+            if "error" not in reply:
+                assert self._scratch
+                self._fitted = _read_fitted(self._scratch / FITTED, self.limits.memory_mb)
+        except ValueError as e:
+            reply = {"error": str(e)}
+        finally:
+            self._stop()
+        return reply.get("error")
 
     def answer(self, organism_id: str, track: Track, inputs: Sequence[str] = ()) -> Prediction:
         start = time.monotonic()
-        reply: dict = {}
-        if self._proc is None:  # the previous organism broke a limit: a fresh sandbox, fitted again
-            self._start()
-            if self._dev:
-                reply = self._fit()
-        if "error" not in reply:
-            reply = self._call({"cmd": "answer", "id": organism_id, "track": track.value, "inputs": list(inputs)},
-                               frozenset({organism_id}), self.query_budget)
-        if "prediction" in reply:
-            try:  # the reply comes from the sandbox: check it as untrusted input
+        try:
+            reply = self._start([organism_id])
+            if "error" not in reply:
+                reply = self._call({"cmd": "answer", "id": organism_id, "track": track.value, "inputs": list(inputs)},
+                                   frozenset({organism_id}), self.query_budget)
+            if "prediction" in reply:  # the reply comes from the sandbox: check it as untrusted input
                 prediction = Prediction.model_validate(reply["prediction"])
                 if prediction.organism_id != organism_id:
                     raise ValueError("answered for another organism")
@@ -352,17 +367,31 @@ class Sandboxed:
                 if not self._white_box:  # the parent's own count, not what the sandbox claims
                     prediction.queries = self._served
                 return prediction
-            except ValueError:
-                reply = self._kill("sent a malformed reply")
+        except ValueError:
+            reply = {"error": "sent a malformed reply"}
+        finally:
+            self._stop()
         return Prediction(organism_id=organism_id, score=None, error=str(reply.get("error", "sent a malformed reply")),
                           seconds=time.monotonic() - start, queries=0)
 
-    def _fit(self) -> dict:
-        return self._call({"cmd": "fit", "dev": [vars(o) for o in self._dev]}, frozenset(o.id for o in self._dev))
-
     def close(self) -> None:
         self._stop()
-        shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def _read_fitted(path: Path, limit_mb: int) -> bytes:
+    """The pickle a sandbox wrote, read without following a link: the sandbox could have made the name point at
+    any file of this machine (the answer key), which would then be handed to every organism's sandbox."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        raise ValueError(f"the fitted detector's pickle {FITTED} is missing or a link") from None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError(f"the fitted detector's pickle {FITTED} is not a regular file")
+        pickled = f.read(limit_mb * 2**20 + 1)
+    if len(pickled) > limit_mb * 2**20:
+        raise ValueError(f"the fitted detector's pickle is larger than the memory limit of {limit_mb} MiB")
+    return pickled
 
 
 def _check(prediction: Prediction, track: Track, n_inputs: int) -> None:

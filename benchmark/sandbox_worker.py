@@ -1,13 +1,16 @@
 """The process inside the sandbox: loads the submitted detector and answers one JSON request per line.
 
-It sees only what the sandbox mounts: its scratch directory and, for a white-box detector, the organism
-directories (read-only). A black-box detector's handles ask the parent for every model call.
+It sees only what the sandbox mounts: its scratch directory and, for a white-box detector, the directories
+(read-only) of the organism it judges, or of the dev organisms it fits on. A black-box detector's handles
+ask the parent for every model call. After fitting, it pickles the detector into its scratch directory; the
+parent puts that pickle into each organism's sandbox, where the worker starts from it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import pickle
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +19,7 @@ from benchmark.api import DEFAULT_WORLDS, AccessDenied, LabeledOrganism, Maze, O
 from benchmark.executors import answer, describe, fit_detector
 from benchmark.handles import handle_at, public_world
 from benchmark.registry import DetectorSource, instantiate
+from benchmark.sandbox import FITTED
 
 
 class ParentQueries:
@@ -65,7 +69,10 @@ def serve(job: dict, requests, replies) -> None:
         request = json.loads(line)
         if request["cmd"] == "hello":
             try:
-                detector = instantiate(DetectorSource(**job["source"]))
+                detector = instantiate(DetectorSource(**job["source"]))  # imports the module the pickle names
+                if job["fitted"]:
+                    with open(job["fitted"], "rb") as f:
+                        detector = pickle.load(f)
                 reply({"name": detector.name, "tier": detector.tier.value, "tracks": sorted(detector.tracks),
                        "fits": getattr(detector, "fit", None) is not None,
                        "worlds": sorted(getattr(detector, "worlds", DEFAULT_WORLDS))})
@@ -74,6 +81,12 @@ def serve(job: dict, requests, replies) -> None:
         elif request["cmd"] == "fit":
             dev = [LabeledOrganism(handle(o["id"]), o["label"], o["family"], o["role"]) for o in request["dev"]]
             error = fit_detector(detector, dev)
+            if error is None:
+                try:
+                    with open(FITTED, "wb") as f:
+                        pickle.dump(detector, f)
+                except Exception as e:  # noqa: BLE001 - reported to the parent as a fit failure
+                    error = f"the fitted detector cannot be pickled for each organism's sandbox: {describe(e)}"
             reply({"error": error} if error else {"ok": True})
         elif request["cmd"] == "answer":
             prediction = answer(detector, handle(request["id"], job["query_budget"]), Track(request["track"]),

@@ -1,6 +1,7 @@
 """Hostile submissions: each is contained, recorded as what it was, and the run's other results stay intact.
 
 Every hostile detector misbehaves on one organism (the middle one of the split) and answers 0.3 elsewhere.
+They run on the tiny catalog's smallest sealed split, since every organism costs a sandbox of its own.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pytest
 
 from benchmark.api import Track
 from benchmark.executors import InProcess
-from benchmark.harness import evaluate
+from benchmark.harness import dev_organisms, evaluate
 from benchmark.registry import load_detector, resolve
 from benchmark.sandbox import Limits, Sandboxed, SandboxError, sandbox_unavailable
 from model_organisms.catalog import Catalog
@@ -90,6 +91,7 @@ ATTACKS = {
     """, "killed: exceeded the memory limit of 1536 MiB"),
 }
 LIMITS = Limits(wall_seconds=20, cpu_seconds=6, memory_mb=1536, processes=32)
+SEALED = "holdout"
 
 
 @pytest.fixture()
@@ -119,7 +121,7 @@ def listener():
 @pytest.mark.parametrize("attack", list(ATTACKS))
 def test_a_hostile_detector_is_contained(attack: str, tiny_catalog: Catalog, tmp_path: Path, listener) -> None:
     port, accepted = listener
-    ids = tiny_catalog.ids("test")
+    ids = tiny_catalog.ids(SEALED)
     victim = ids[1]
     organism_file = tiny_catalog.organism_dir(victim) / "model.safetensors"
     outside = tmp_path / "escaped.txt"
@@ -130,7 +132,7 @@ def test_a_hostile_detector_is_contained(attack: str, tiny_catalog: Catalog, tmp
     path = tmp_path / "hostile.py"
     path.write_text(source)
 
-    record = evaluate(Sandboxed(resolve(str(path)), tiny_catalog, LIMITS), tiny_catalog, "test")
+    record = evaluate(Sandboxed(resolve(str(path)), tiny_catalog, LIMITS), tiny_catalog, SEALED)
 
     answers = {p.organism_id: p for p in record.predictions}
     assert [answers[i].score for i in ids if i != victim] == [0.3] * (len(ids) - 1)  # the others are intact
@@ -148,13 +150,24 @@ def test_a_hostile_detector_is_contained(attack: str, tiny_catalog: Catalog, tmp
 
 def test_a_sandboxed_detector_answers_as_it_does_in_process_on_every_track(tiny_catalog: Catalog) -> None:
     for track in (Track.AUDIT, Track.MONITOR):
-        sandboxed = evaluate(Sandboxed(resolve("behavioural"), tiny_catalog, query_budget=500), tiny_catalog, "test",
+        sandboxed = evaluate(Sandboxed(resolve("behavioural"), tiny_catalog, query_budget=500), tiny_catalog, SEALED,
                              track)
-        local = evaluate(InProcess(load_detector("behavioural"), tiny_catalog, 500), tiny_catalog, "test", track)
+        local = evaluate(InProcess(load_detector("behavioural"), tiny_catalog, 500), tiny_catalog, SEALED, track)
         assert [(p.score, p.scores, p.queries) for p in sandboxed.predictions] == [
             (p.score, p.scores, p.queries) for p in local.predictions]
         assert sandboxed.detector == local.detector and sandboxed.metrics == local.metrics
         assert sandboxed.query_budget == 500
+
+
+def test_a_fitted_detector_answers_in_each_organisms_sandbox_as_it_does_in_process(tiny_catalog: Catalog) -> None:
+    """The fitted state (a classifier on dev's weight statistics) reaches every organism's sandbox intact."""
+    dev, ids = dev_organisms(tiny_catalog), tiny_catalog.ids(SEALED)
+    scores = []
+    for executor in (Sandboxed(resolve("weight_meta"), tiny_catalog), InProcess(load_detector("weight_meta"), tiny_catalog)):
+        assert executor.fit(dev) is None
+        scores.append([executor.answer(oid, Track.AUDIT).score for oid in ids])
+        executor.close()
+    assert scores[0] == scores[1] and len(set(scores[0])) == len(ids)  # unfitted, it answers 0.5 for all
 
 
 def test_a_sandboxed_black_box_detector_walks_maze_policies_through_the_parent(tiny_catalog: Catalog) -> None:
@@ -181,15 +194,89 @@ def test_a_fit_that_never_ends_is_cut_off_and_the_detector_runs_unfitted(tiny_ca
             while True:
                 pass
     """), " " * 4))
-    record = evaluate(Sandboxed(resolve(str(path)), tiny_catalog, LIMITS), tiny_catalog, "test")
+    record = evaluate(Sandboxed(resolve(str(path)), tiny_catalog, LIMITS), tiny_catalog, SEALED)
     assert record.fit_error == "exceeded the CPU-time limit of 6 s"
-    assert [p.score for p in record.predictions] == [0.3] * len(tiny_catalog.ids("test"))
+    assert [p.score for p in record.predictions] == [0.3] * len(tiny_catalog.ids(SEALED))
+
+
+CURIOUS = '''
+import json, os, sys
+from pathlib import Path
+from benchmark.api import AccessTier, Track
+
+JUDGED = []  # survives from one organism to the next only if the process does
+
+class Curious:
+    name = "curious"
+    tracks = frozenset({Track.MONITOR})
+    tier = AccessTier.WHITE_BOX
+
+    def fit(self, dev):
+        self.fitted_on = len(dev)
+
+    def audit(self, organism):
+        return 0.5
+
+    def monitor(self, organism, inputs):
+        JUDGED.append(organism.id)
+        notes = Path("notes.txt")  # in its scratch directory
+        noted = notes.read_text().split() if notes.exists() else []
+        notes.write_text(" ".join([*noted, organism.id]))
+        mounted = os.listdir(json.loads(sys.argv[1])["organisms"])
+        raise RuntimeError(f"judged {len(JUDGED)}, noted {len(noted)}, mounted {len(mounted)}, "
+                           f"fitted on {self.fitted_on}")
+'''
+
+
+def test_each_organism_is_judged_alone_by_the_fitted_detector(tiny_catalog: Catalog, tmp_path: Path) -> None:
+    """No memory, no notes and no files of other organisms: comparing a split's organisms would tell pairs
+    (one initialisation) from decoys without looking for a goal. Only the fitted state carries over."""
+    path = tmp_path / "curious.py"
+    path.write_text(CURIOUS)
+    record = evaluate(Sandboxed(resolve(str(path)), tiny_catalog, LIMITS), tiny_catalog, SEALED, Track.MONITOR)
+    assert record.fit_error is None
+    fitted_on = len(dev_organisms(tiny_catalog))
+    assert [p.error for p in record.predictions] == [
+        f"raised RuntimeError: judged 1, noted 0, mounted 1, fitted on {fitted_on}"] * len(tiny_catalog.ids(SEALED))
+
+
+def test_a_fitted_detector_that_cannot_be_pickled_runs_unfitted(tiny_catalog: Catalog, tmp_path: Path) -> None:
+    path = tmp_path / "unpicklable.py"
+    path.write_text(TEMPLATE.format(victim="none", tier="BLACK_BOX", body="        return 0.9") + textwrap.indent(
+        textwrap.dedent("""
+        def fit(self, dev):
+            self.score = lambda: 0.9
+    """), " " * 4))
+    record = evaluate(Sandboxed(resolve(str(path)), tiny_catalog, LIMITS), tiny_catalog, SEALED)
+    assert record.fit_error.startswith("the fitted detector cannot be pickled for each organism's sandbox: "
+                                       "raised AttributeError: Can't pickle local object"), record.fit_error
+    assert [p.score for p in record.predictions] == [0.3] * len(tiny_catalog.ids(SEALED))
+
+
+def test_a_fitted_pickle_that_links_elsewhere_is_refused(tiny_catalog: Catalog, tmp_path: Path) -> None:
+    """The parent reads the pickle from the fitting sandbox's scratch directory: a link there must not make it
+    read a file of this machine (the answer key) and hand it to every organism's sandbox."""
+    answer_key = tiny_catalog.directory / "answer_key.json"
+    path = tmp_path / "linker.py"
+    path.write_text(TEMPLATE.format(victim="none", tier="BLACK_BOX", body="        return 0.9") + textwrap.indent(
+        textwrap.dedent(f"""
+        def fit(self, dev):
+            pass
+
+        def __getstate__(self):  # runs while the worker pickles: the name then points at the answer key
+            os.remove("fitted.pickle")
+            os.symlink({str(answer_key)!r}, "fitted.pickle")
+            return {{}}
+    """), " " * 4))
+    record = evaluate(Sandboxed(resolve(str(path)), tiny_catalog, LIMITS), tiny_catalog, SEALED)
+    assert record.fit_error == "the fitted detector's pickle fitted.pickle is missing or a link"
+    assert [p.score for p in record.predictions] == [0.3] * len(tiny_catalog.ids(SEALED))
 
 
 @pytest.mark.parametrize("forgery", ['{"prediction": {"organism_id": OTHER, "score": 0.99, "seconds": 0, "queries": 0}}',
                                      '"not an object"', "{broken json"])
 def test_a_forged_reply_is_refused_and_credited_to_no_one(forgery: str, tiny_catalog: Catalog, tmp_path: Path) -> None:
-    ids = tiny_catalog.ids("test")
+    ids = tiny_catalog.ids(SEALED)
     line = forgery.replace("OTHER", json.dumps(ids[2]))
     body = f"""
         for fd in range(3, 64):  # the protocol pipe is one of these; a forged line goes to every pipe
@@ -202,7 +289,7 @@ def test_a_forged_reply_is_refused_and_credited_to_no_one(forgery: str, tiny_cat
     """
     path = tmp_path / "forger.py"
     path.write_text(TEMPLATE.format(victim=ids[1], tier="BLACK_BOX", body=textwrap.indent(textwrap.dedent(body), " " * 8)))
-    record = evaluate(Sandboxed(resolve(str(path)), tiny_catalog, LIMITS), tiny_catalog, "test")
+    record = evaluate(Sandboxed(resolve(str(path)), tiny_catalog, LIMITS), tiny_catalog, SEALED)
     answers = {p.organism_id: p for p in record.predictions}
     assert answers[ids[1]].error == "sent a malformed reply" and answers[ids[1]].score is None
     assert answers[ids[0]].score == 0.3 and answers[ids[2]].score == 0.3  # nothing credited to the others
@@ -215,14 +302,14 @@ def test_a_forged_reply_is_refused_and_credited_to_no_one(forgery: str, tiny_cat
 ])
 def test_the_parent_counts_black_box_queries_and_serves_only_the_organism_asked_about(
         body: str, expected_error: str, tiny_catalog: Catalog, tmp_path: Path) -> None:
-    ids = tiny_catalog.ids("test")
+    ids = tiny_catalog.ids(SEALED)
     path = tmp_path / "bypass.py"
     path.write_text(TEMPLATE.format(victim=ids[1], tier="BLACK_BOX", body=textwrap.indent(textwrap.dedent(f"""
         ask = object.__getattribute__(organism, "_calls")._ask  # around the handle's own count
         answer = {body.replace("OTHER", repr(ids[0]))}
         raise RuntimeError(answer.get("error", "served"))
     """), " " * 8)))
-    record = evaluate(Sandboxed(resolve(str(path)), tiny_catalog, LIMITS, query_budget=100), tiny_catalog, "test")
+    record = evaluate(Sandboxed(resolve(str(path)), tiny_catalog, LIMITS, query_budget=100), tiny_catalog, SEALED)
     victim = next(p for p in record.predictions if p.organism_id == ids[1])
     assert expected_error in victim.error and victim.queries == 0
     assert all(p.score == 0.3 for p in record.predictions if p.organism_id != ids[1])
