@@ -225,7 +225,7 @@ class Sandboxed:
                "worlds": self.catalog.manifest.worlds,
                "maze_sizes": list(self.catalog.maze_world().sizes),
                "organisms": str(organisms) if self._white_box else None,
-               "fitted": FITTED if self._fitted is not None else None, "query_budget": self.query_budget}
+               "fitted": self._fitted is not None, "query_budget": self.query_budget}
         argv = [sys.executable, "-m", "benchmark.sandbox_worker", json.dumps(job)]
         self._cgroup = _Cgroup(self.limits)
         mounted = [organisms / oid for oid in organism_ids] if self._white_box else []
@@ -368,7 +368,7 @@ class Sandboxed:
                     prediction.queries = self._served
                 return prediction
         except ValueError:
-            reply = {"error": "sent a malformed reply"}
+            reply = self._kill("sent a malformed reply")
         finally:
             self._stop()
         return Prediction(organism_id=organism_id, score=None, error=str(reply.get("error", "sent a malformed reply")),

@@ -71,7 +71,7 @@ def serve(job: dict, requests, replies) -> None:
             try:
                 detector = instantiate(DetectorSource(**job["source"]))  # imports the module the pickle names
                 if job["fitted"]:
-                    with open(job["fitted"], "rb") as f:
+                    with open(FITTED, "rb") as f:
                         detector = pickle.load(f)
                 reply({"name": detector.name, "tier": detector.tier.value, "tracks": sorted(detector.tracks),
                        "fits": getattr(detector, "fit", None) is not None,
