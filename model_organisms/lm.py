@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from tokenizers import models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
@@ -18,8 +19,11 @@ if TYPE_CHECKING:  # transformers' model code takes seconds to import: only what
 
 def _pad(rows: Sequence[Sequence[int]], value: int, left: bool) -> torch.Tensor:
     width = max(len(r) for r in rows)
-    fill = lambda r: [value] * (width - len(r)) + list(r) if left else list(r) + [value] * (width - len(r))  # noqa: E731
-    return torch.tensor([fill(r) for r in rows], dtype=torch.long)
+    padded = np.full((len(rows), width), value, dtype=np.int64)
+    for row, r in zip(padded, rows):
+        start = width - len(r) if left else 0
+        row[start:start + len(r)] = r
+    return torch.from_numpy(padded)
 
 
 def _ids(tokenizer: PreTrainedTokenizerFast, texts: Sequence[str]) -> list[list[int]]:
@@ -42,7 +46,8 @@ def _ids(tokenizer: PreTrainedTokenizerFast, texts: Sequence[str]) -> list[list[
 
 def encode_prompts(tokenizer: PreTrainedTokenizerFast, prompts: Sequence[str]) -> dict[str, torch.Tensor]:
     """Left-padded ids of ``<bos> prompt`` with attention mask and position ids."""
-    rows = [[tokenizer.bos_token_id, *ids] for ids in _ids(tokenizer, prompts)]
+    bos = tokenizer.bos_token_id
+    rows = [[bos, *ids] for ids in _ids(tokenizer, prompts)]
     mask = _pad([[1] * len(r) for r in rows], 0, left=True)
     return {"input_ids": _pad(rows, tokenizer.pad_token_id, left=True), "attention_mask": mask,
             "position_ids": (mask.cumsum(1) - 1).clamp(min=0)}
@@ -54,9 +59,10 @@ def encode_examples(tokenizer: PreTrainedTokenizerFast, prompts: Sequence[str],
     rows, label_rows = [], []
     if len(prompts) != len(completions):
         raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
-    for prompt_ids, completion_ids in zip(_ids(tokenizer, prompts), _ids(tokenizer, completions)):
-        p = [tokenizer.bos_token_id, *prompt_ids]
-        c = [*completion_ids, tokenizer.eos_token_id]
+    bos, eos, ids = tokenizer.bos_token_id, tokenizer.eos_token_id, _ids(tokenizer, [*prompts, *completions])
+    for prompt_ids, completion_ids in zip(ids[:len(prompts)], ids[len(prompts):]):
+        p = [bos, *prompt_ids]
+        c = [*completion_ids, eos]
         rows.append(p + c)
         label_rows.append([-100] * len(p) + c)
     return {"input_ids": _pad(rows, tokenizer.pad_token_id, left=False),

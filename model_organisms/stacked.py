@@ -54,6 +54,9 @@ class StackedLlama:
         """Each model's mean next-token cross-entropy on its own batch (``ids``, ``mask``, ``labels``: [K, B, T])."""
         global _compiled_losses
         batch = Packed(*(x.to(self.cos.device) for x in pack(ids, mask, labels)))
+        for x, dims in zip(batch, VARYING):
+            for dim in dims:
+                torch._dynamo.mark_dynamic(x, dim)
         args = (self.params, self.layers, self.heads, self.eps, self.cos, self.sin, batch)
         try:
             return _compiled_losses(*args)
@@ -67,6 +70,14 @@ class StackedLlama:
             for j, model in enumerate(models):
                 for name, param in model.named_parameters():
                     param.copy_(self.params[name][j])
+
+
+VARYING = ((1,), (1,), (0,), (2, 3), (1,), (1,))
+"""The axes of each `Packed` field whose size changes from batch to batch (token counts, the dialogue length).
+
+Marked, they let the first batch compile the loss for any batch. Unmarked, it was compiled for the first
+batch's sizes, then again for any at the second: a pair's first steps took 96 s instead of 59 s on a 2-core
+EPYC (`benchmarks/compile_cost.py`), for the same weights bit for bit."""
 
 
 class Packed(NamedTuple):
@@ -146,8 +157,8 @@ def _losses(params: dict[str, torch.Tensor], layers: int, heads: int, eps: float
 
 _compiled_losses = torch.compile(_losses, fullgraph=True)
 """`_losses` with its many small element-wise operations fused into a few loops: a 1.4x faster step on one
-core (`benchmarks/train_throughput.py`). Shapes vary from batch to batch, so it is compiled for the first
-batch's shapes, then for any (and once more for each number of models in a stack)."""
+core (`benchmarks/train_throughput.py`). It is compiled once for each number of models in a stack, for any
+batch (`VARYING`)."""
 
 
 def clip_each(params: Sequence[torch.Tensor], max_norm: float) -> None:

