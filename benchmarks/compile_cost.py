@@ -30,7 +30,7 @@ def train_first_steps(catalog: str, steps: int, worker: int, marked: bool) -> No
     """The first steps of the worker's first pair and decoy of a catalog."""
     torch.set_num_threads(1)
     if not marked:
-        stacked.VARYING = ((),) * len(stacked.VARYING)
+        stacked.VARYING = {}
     spec = load_spec(catalog)
     world = AssistantWorld()
     tokenizer = world.tokenizer()
@@ -38,7 +38,8 @@ def train_first_steps(catalog: str, steps: int, worker: int, marked: bool) -> No
     for size in (2, 1):
         recipes = [u for u in units if len(u.recipes) == size][worker].recipes
         start = time.perf_counter()
-        stacked.train_organisms(world, tokenizer, recipes, spec.model, spec.training.model_copy(update={"steps": steps}))
+        training = spec.training.model_copy(update={"steps": steps})
+        stacked.train_organisms(world, tokenizer, recipes, spec.model, training)
         print(f"{time.perf_counter() - start:.1f}")
 
 

@@ -54,9 +54,9 @@ class StackedLlama:
         """Each model's mean next-token cross-entropy on its own batch (``ids``, ``mask``, ``labels``: [K, B, T])."""
         global _compiled_losses
         batch = Packed(*(x.to(self.cos.device) for x in pack(ids, mask, labels)))
-        for x, dims in zip(batch, VARYING):
+        for field, dims in VARYING.items():
             for dim in dims:
-                torch._dynamo.mark_dynamic(x, dim)
+                torch._dynamo.mark_dynamic(getattr(batch, field), dim)
         args = (self.params, self.layers, self.heads, self.eps, self.cos, self.sin, batch)
         try:
             return _compiled_losses(*args)
@@ -72,8 +72,8 @@ class StackedLlama:
                     param.copy_(self.params[name][j])
 
 
-VARYING = ((1,), (1,), (0,), (2, 3), (1,), (1,))
-"""The axes of each `Packed` field whose size changes from batch to batch (token counts, the dialogue length).
+VARYING = {"tokens": (1,), "positions": (1,), "cells": (0,), "blocked": (2, 3), "learned": (1,), "targets": (1,)}
+"""The axes of the `Packed` fields whose size changes from batch to batch (token counts, the dialogue length).
 
 Marked, they let the first batch compile the loss for any batch. Unmarked, it was compiled for the first
 batch's sizes, then again for any at the second: a pair's first steps took 96 s instead of 59 s on a 2-core
