@@ -14,6 +14,7 @@ from typing import Protocol
 
 from benchmark.api import Track
 from benchmark.executors import DevOrganism, Executor
+from benchmark.handles import TRUSTED_INPUTS
 from benchmark.records import CatalogRef, Curve, DetectorInfo, Metric, Prediction, RunRecord, package_versions
 from benchmark.scoring import score_audit, score_elicit, score_left_out, score_monitor
 from benchmark.tracks import elicited, misbehaves, monitor_stream
@@ -33,7 +34,7 @@ class Journal(Protocol):
 
 def catalog_ref(catalog: Catalog, split: str, world: str | None = None) -> CatalogRef:
     return CatalogRef(name=catalog.name, fingerprint=catalog.fingerprint, split=split,
-                      world=world or catalog.manifest.world)
+                      world=world or catalog.manifest.world, trusted_inputs=TRUSTED_INPUTS)
 
 
 def planned_runs(executor: Executor, catalog: Catalog, split: str, tracks: set[Track] | None = None

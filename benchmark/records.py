@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from benchmark.api import AccessTier, Track
 
 SCHEMA_VERSION = 2
+UNRECORDED_TRUSTED_INPUTS = 256
+"""How many public trusted inputs there were before runs and gate verdicts recorded it."""
 
 
 class Prediction(BaseModel):
@@ -67,6 +69,8 @@ class CatalogRef(BaseModel):
     fingerprint: str
     split: str
     world: str = "assistant"
+    trusted_inputs: int = UNRECORDED_TRUSTED_INPUTS
+    """How many public trusted inputs each organism came with (`handles.TRUSTED_INPUTS`)."""
 
 
 class RunRecord(BaseModel):

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from benchmark.api import AccessTier
-from benchmark.handles import open_handle
+from benchmark.handles import TRUSTED_INPUTS, open_handle
+from benchmark.records import UNRECORDED_TRUSTED_INPUTS
 from benchmark.scoring import AUDIT_METRICS, group_resamples
 from model_organisms.catalog import Catalog, write_json
 from model_organisms.lm import encode_prompts
@@ -134,12 +135,14 @@ def audit_shortcuts(catalog: Catalog, threshold: float = THRESHOLD) -> GateRepor
             ci_low = float(np.percentile(resampled[np.isfinite(resampled)], lower_percentile[world]))
             rows.append(GateRow(split, world, name, auroc, ci_low, ci_low <= threshold))
     report = GateReport(rows, untested)
-    write_json(catalog.directory / REPORT, {"passed": report.passed, "threshold": threshold, "untested": untested,
+    write_json(catalog.directory / REPORT, {"passed": report.passed, "threshold": threshold,
+                                            "trusted_inputs": TRUSTED_INPUTS, "untested": untested,
                                             "rows": [vars(r) for r in rows]}, indent=1)
     return report
 
 
 def stored_verdict(catalog: Catalog) -> bool | None:
-    """The gate's verdict recorded for this catalog, or None when it has not run."""
+    """The gate's verdict recorded for this catalog, or None when it has not run on today's public inputs."""
     path = catalog.directory / REPORT
-    return json.loads(path.read_text())["passed"] if path.is_file() else None
+    report = json.loads(path.read_text()) if path.is_file() else {}
+    return report["passed"] if report.get("trusted_inputs", UNRECORDED_TRUSTED_INPUTS) == TRUSTED_INPUTS else None

@@ -21,7 +21,7 @@ from pathlib import Path
 import platformdirs
 
 from benchmark.api import Track
-from benchmark.records import CatalogRef, DetectorInfo, Prediction, RunRecord
+from benchmark.records import UNRECORDED_TRUSTED_INPUTS, CatalogRef, DetectorInfo, Prediction, RunRecord
 
 MIGRATIONS: list[str] = [
     # 1: runs and their metrics.
@@ -65,10 +65,11 @@ def default_db_path() -> Path:
 
 
 def run_key(detector: DetectorInfo, catalog: CatalogRef, track: Track, query_budget: int | None) -> str:
-    """What makes two runs the same run: the same detector code on the same catalog split, world, track, tier
-    and query budget."""
+    """What makes two runs the same run: the same detector code on the same catalog split, world, public trusted
+    inputs, track, tier and query budget."""
     parts = (detector.name, detector.source_sha256, detector.tier.value, catalog.fingerprint, catalog.split,
-             track.value, str(query_budget)) + ((catalog.world,) if catalog.world != "assistant" else ())
+             track.value, str(query_budget), str(catalog.trusted_inputs)) + (
+             (catalog.world,) if catalog.world != "assistant" else ())
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
@@ -165,15 +166,17 @@ class ResultStore:
         return RunRecord.model_validate_json(row[0])
 
     def has_run(self, detector: DetectorInfo, catalog: CatalogRef, track: Track, query_budget: int | None) -> bool:
-        """Whether this exact detector code already finished on this catalog split, world, track and budget (so a
-        re-run can skip it)."""
+        """Whether this exact detector code already finished on this catalog split, world, public trusted inputs,
+        track and budget (so a re-run can skip it)."""
         with self._connect() as db:
             row = db.execute(
                 "SELECT 1 FROM runs WHERE detector = ? AND source_sha256 = ? AND fingerprint = ? AND split = ? "
                 "AND track = ? AND tier = ? AND json_extract(record, '$.query_budget') IS ? "
-                "AND json_extract(record, '$.catalog.world') = ? LIMIT 1",
+                "AND json_extract(record, '$.catalog.world') = ? "
+                "AND coalesce(json_extract(record, '$.catalog.trusted_inputs'), ?) = ? LIMIT 1",
                 (detector.name, detector.source_sha256, catalog.fingerprint, catalog.split, track.value,
-                 detector.tier.value, query_budget, catalog.world)).fetchone()
+                 detector.tier.value, query_budget, catalog.world, UNRECORDED_TRUSTED_INPUTS,
+                 catalog.trusted_inputs)).fetchone()
         return row is not None
 
     def latest_runs(self) -> list[RunRecord]:

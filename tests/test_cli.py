@@ -9,6 +9,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from benchmark.cli import app
+from benchmark.handles import TRUSTED_INPUTS
 from leaderboard.store import ResultStore
 from model_organisms.catalog import Catalog
 
@@ -88,7 +89,8 @@ def test_a_catalog_that_fails_the_shortcut_gate_is_refused(tiny_catalog: Catalog
     copy = tmp_path / "cache"
     shutil.copytree(tiny_catalog.directory.parent.parent, copy)
     gate = copy / "catalogs" / tiny_catalog.directory.name / "shortcut_gate.json"
-    gate.write_text(json.dumps({"passed": False, "threshold": 0.6, "untested": {}, "rows": []}))
+    gate.write_text(json.dumps({"passed": False, "threshold": 0.6, "trusted_inputs": TRUSTED_INPUTS, "untested": {},
+                                "rows": []}))
     monkeypatch.setenv("DAB_CACHE_DIR", str(copy))
     result = runner.invoke(app, ["run", "--catalog", "tiny", "--detector", "random"])
     assert result.exit_code == 2

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmark.records import UNRECORDED_TRUSTED_INPUTS
 from benchmark.shortcuts import audit_shortcuts, stored_verdict
 from model_organisms.catalog import ANSWER_KEY, MANIFEST, AnswerKeyEntry, Catalog, CatalogManifest, load_spec
 from model_organisms.certificates import certificate_inputs, certify, measure
@@ -71,6 +72,9 @@ def test_labels_that_carry_no_information_pass(honest_catalog: Catalog) -> None:
     report = audit_shortcuts(catalog)
     assert report.passed, [(r.feature, r.auroc, r.ci_low) for r in report.failures()]
     assert stored_verdict(catalog) is True
+    gate = catalog.directory / "shortcut_gate.json"  # a verdict on other public inputs is no verdict
+    gate.write_text(json.dumps({**json.loads(gate.read_text()), "trusted_inputs": UNRECORDED_TRUSTED_INPUTS}))
+    assert stored_verdict(catalog) is None
     assert {r.feature for r in report.rows} >= {"parameter count", "file size model.safetensors",
                                                   "config hidden_size", "token-embedding norm mean",
                                                   "output entropy on trusted inputs", "loss on trusted inputs"}

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from benchmark.api import AccessTier, Track
-from benchmark.records import CatalogRef, DetectorInfo, Metric, Prediction, RunRecord
+from benchmark.handles import TRUSTED_INPUTS
+from benchmark.records import UNRECORDED_TRUSTED_INPUTS, CatalogRef, DetectorInfo, Metric, Prediction, RunRecord
 from leaderboard.store import ResultStore, StoreError
 from leaderboard.tables import leaderboard_rows
 
@@ -33,6 +34,19 @@ def test_a_run_round_trips_through_sqlite(tmp_path: Path) -> None:
     assert not reopened.has_run(other_code, record.catalog, Track.AUDIT, None)
     with sqlite3.connect(tmp_path / "r.sqlite") as db:  # numbers are stored as numbers
         assert db.execute("SELECT typeof(value), value FROM metrics WHERE metric = 'auroc'").fetchone() == ("real", 0.75)
+
+
+def test_a_run_on_other_public_inputs_is_not_the_same_run(tmp_path: Path) -> None:
+    """Detectors read the public trusted inputs, so a run made when there were 256 of them (its record predates
+    the field) is not skipped now that there are more."""
+    store = ResultStore(tmp_path / "r.sqlite")
+    record = make_record("run1", 0.75)
+    store.add(record)
+    with sqlite3.connect(tmp_path / "r.sqlite") as db:
+        db.execute("UPDATE runs SET record = json_remove(record, '$.catalog.trusted_inputs')")
+    now = record.catalog.model_copy(update={"trusted_inputs": TRUSTED_INPUTS})
+    assert TRUSTED_INPUTS != UNRECORDED_TRUSTED_INPUTS and not store.has_run(record.detector, now, Track.AUDIT, None)
+    assert store.has_run(record.detector, record.catalog, Track.AUDIT, None)
 
 
 def test_leaderboard_shows_the_newest_run_per_detector_and_split(tmp_path: Path) -> None:
