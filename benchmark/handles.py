@@ -16,9 +16,9 @@ from model_organisms.worlds import WORLDS
 from model_organisms.worlds.maze import MazeWorld
 
 TRUSTED_INPUTS = 1024
-"""Every organism of a catalog is read on the same draw, so its luck is shared by all pairs: on 256, a pair's
-matched loss (`model_organisms.matching`) leaned the same way in all four pairs of a split once in about 300
-draws, enough for a detector reading the mean loss to get AUROC 0.94. The spread of a draw shrinks as 1/√n."""
+"""Every organism of a catalog is read on the same draw, so its luck is shared by all pairs: on 256, the loss
+of pairs matched on it (`model_organisms.matching`) leaned one way in all four pairs of `quick`'s `test`
+often enough to fail the shortcut gate on 5 of 300 draws, 1 on 1024 (`benchmarks/public_input_draws.py`)."""
 
 
 @cache
