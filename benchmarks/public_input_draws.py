@@ -33,6 +33,7 @@ def main() -> None:
     args = parser.parse_args()
     catalog = Catalog(catalog_dir(load_spec(args.catalog)))
     key, world = catalog.answer_key(), AssistantWorld()
+    tokenizer = world.tokenizer()
     rng = np.random.default_rng(0)
     prompts = world.sample_trusted(rng, args.pool)
     references = [world.reference(p) for p in prompts]
@@ -44,8 +45,8 @@ def main() -> None:
     for split in catalog.manifest.splits:
         ids = catalog.ids(split, "assistant")
         labels = np.array([key[i].label for i in ids])
-        losses = np.array([-np.array(completion_logprobs(load_organism(catalog.organism_dir(i))[0],
-                                                         world.tokenizer(), prompts, references)) for i in ids])
+        losses = np.array([-np.array(completion_logprobs(load_organism(catalog.organism_dir(i))[0], tokenizer,
+                                                         prompts, references)) for i in ids])
         weights = group_resamples(np.array([key[i].group for i in ids]), resamples=RESAMPLES)
         print(f"{split}: the loss's AUROC on the whole pool {AUROC.fn(losses.mean(1), labels):.3f}")
         for size in args.sizes:
