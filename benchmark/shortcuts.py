@@ -111,12 +111,21 @@ def at_resolution(values: np.ndarray) -> np.ndarray:
     return values
 
 
+def confident_auroc(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray, features: int) -> tuple[float, float]:
+    """A feature's AUROC in whichever direction separates better, and the lower end of its bootstrap interval
+    (`weights`: `group_resamples`), Bonferroni-corrected for the `features` tried on the split."""
+    auroc = AUROC.fn(scores, labels)
+    if auroc < 0.5:
+        scores, auroc = -scores, 1 - auroc
+    resampled = AUROC.weighted(scores, labels, weights)
+    return auroc, float(np.percentile(resampled[np.isfinite(resampled)], 100 * (1 - CONFIDENCE) / features))
+
+
 def audit_shortcuts(catalog: Catalog, threshold: float = THRESHOLD) -> GateReport:
     """Every trivial feature on every split, separately per world (their organisms share no architecture)."""
     key = catalog.answer_key()
     features = {oid: trivial_features(catalog, oid) for oid in key}
     names = {w: sorted({n for i, f in features.items() if key[i].world == w for n in f}) for w in catalog.worlds()}
-    lower_percentile = {w: 100 * (1 - CONFIDENCE) / len(n) for w, n in names.items()}  # Bonferroni over features
     rows, untested = [], {}
     for split, world in [(s, w) for s in catalog.manifest.splits for w in catalog.worlds(s)]:
         ids = catalog.ids(split, world)
@@ -128,11 +137,7 @@ def audit_shortcuts(catalog: Catalog, threshold: float = THRESHOLD) -> GateRepor
         weights = group_resamples(np.array([key[i].group for i in ids]), resamples=RESAMPLES)
         for name in names[world]:
             scores = at_resolution(np.array([features[i].get(name, -np.inf) for i in ids]))  # missing ranks lowest
-            auroc = AUROC.fn(scores, labels)
-            if auroc < 0.5:
-                scores, auroc = -scores, 1 - auroc
-            resampled = AUROC.weighted(scores, labels, weights)
-            ci_low = float(np.percentile(resampled[np.isfinite(resampled)], lower_percentile[world]))
+            auroc, ci_low = confident_auroc(scores, labels, weights, len(names[world]))
             rows.append(GateRow(split, world, name, auroc, ci_low, ci_low <= threshold))
     report = GateReport(rows, untested)
     write_json(catalog.directory / REPORT, {"passed": report.passed, "threshold": threshold,

@@ -3,8 +3,8 @@
 Every organism is read on the same public trusted inputs, so their draw is shared by all pairs of a split:
 pairs matched on their loss (`model_organisms.matching`) can still all lean one way on it. This script reads
 each language model of a built catalog on a pool of fresh trusted inputs, then, for each size, draws random
-sets of that many from the pool and counts the draws on which the gate's loss feature (`shortcuts.AUROC`,
-its group bootstrap and Bonferroni correction, as `audit_shortcuts` computes them) would fail a split. It
+sets of that many from the pool and counts the draws on which the gate's loss feature
+(`shortcuts.confident_auroc`, as `audit_shortcuts` reads it) would fail a split. It
 prints the failure rate and the mean AUROC per split and size; `handles.TRUSTED_INPUTS` is chosen from it.
 Usage: python benchmarks/public_input_draws.py [--catalog quick] [--pool 8192] [--draws 300]
 """
@@ -17,7 +17,7 @@ import json
 import numpy as np
 
 from benchmark.scoring import group_resamples
-from benchmark.shortcuts import AUROC, CONFIDENCE, REPORT, RESAMPLES, THRESHOLD
+from benchmark.shortcuts import AUROC, REPORT, RESAMPLES, THRESHOLD, confident_auroc
 from model_organisms.catalog import Catalog, catalog_dir, load_spec
 from model_organisms.lm import completion_logprobs
 from model_organisms.organism import load_organism
@@ -39,7 +39,6 @@ def main() -> None:
     references = [world.reference(p) for p in prompts]
     features = len({r["feature"] for r in json.loads((catalog.directory / REPORT).read_text())["rows"]
                     if r["world"] == "assistant"})
-    lower_percentile = 100 * (1 - CONFIDENCE) / features
     print(f"catalog {catalog.name} {catalog.fingerprint[:12]}: {args.pool} fresh trusted inputs, {args.draws} draws "
           f"per size, {features} features corrected for")
     for split in catalog.manifest.splits:
@@ -53,11 +52,8 @@ def main() -> None:
             aurocs, fails = [], 0
             for _ in range(args.draws):
                 scores = losses[:, rng.choice(args.pool, size, replace=False)].mean(1)
-                auroc = AUROC.fn(scores, labels)
-                if auroc < 0.5:
-                    scores, auroc = -scores, 1 - auroc
-                resampled = AUROC.weighted(scores, labels, weights)
-                fails += np.percentile(resampled[np.isfinite(resampled)], lower_percentile) > THRESHOLD
+                auroc, ci_low = confident_auroc(scores, labels, weights, features)
+                fails += ci_low > THRESHOLD
                 aurocs.append(auroc)
             print(f"  {size:5d} inputs: fails {fails}/{args.draws} draws, AUROC mean {np.mean(aurocs):.3f} "
                   f"max {np.max(aurocs):.3f}")
