@@ -125,7 +125,7 @@ def main() -> None:
         built = built_seconds(spec)
         print(f"{spec.name}, {sum(len(u.recipes) for u in units)} organisms")
         print(f"  {'world':9s} {'organisms':>9s} {'steps':>6s} {'GFLOP/step':>11s} {'products ms/step':>17s}"
-              + (f" {'built: trained':>15s} {'core-min':>9s}" if built else ""))
+              + (f" {'build: trained':>15s} {'core-min':>9s}" if built else ""))
         at_best = as_run = 0.0
         for world, (flops, product_seconds) in worlds.items():
             organisms = sum(len(u.recipes) for u in units if u.world == world)
@@ -135,7 +135,9 @@ def main() -> None:
                   + (f" {built[1][world]:15d} {built[0][world] / 60:9.1f}" if built else ""))
         print(f"  training floor: {at_best / args.workers / 60:.1f} min at the best rate, "
               f"{as_run / args.workers / 60:.1f} min with its matrix products as they run here"
-              + (f"; built here: {sum(built[0].values()) / args.workers / 60:.1f} min of training" if built else ""))
+              + (f"; its build: {sum(built[0].values()) / args.workers / 60:.1f} min (training core-minutes over"
+                 f" {args.workers} workers)" if built else ""))
+
 
 if __name__ == "__main__":
     main()
