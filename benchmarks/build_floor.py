@@ -123,6 +123,7 @@ def main() -> None:
         if any(u.world == "maze" for u in units):
             worlds["maze"] = measure(maze_step(spec), args.samples)
         built = built_seconds(spec)
+        seconds, trained = built or ({}, {})
         print(f"{spec.name}, {sum(len(u.recipes) for u in units)} organisms")
         print(f"  {'world':9s} {'organisms':>9s} {'steps':>6s} {'GFLOP/step':>11s} {'products ms/step':>17s}"
               + (f" {'build: trained':>15s} {'core-min':>9s}" if built else ""))
@@ -132,10 +133,10 @@ def main() -> None:
             at_best += organisms * steps[world] * flops / rate
             as_run += organisms * steps[world] * product_seconds
             print(f"  {world:9s} {organisms:9d} {steps[world]:6d} {flops / 1e9:11.2f} {product_seconds * 1e3:17.1f}"
-                  + (f" {built[1][world]:15d} {built[0][world] / 60:9.1f}" if built else ""))
+                  + (f" {trained[world]:15d} {seconds[world] / 60:9.1f}" if built else ""))
         print(f"  training floor: {at_best / args.workers / 60:.1f} min at the best rate, "
               f"{as_run / args.workers / 60:.1f} min with its matrix products as they run here"
-              + (f"; its build: {sum(built[0].values()) / args.workers / 60:.1f} min (training core-minutes over"
+              + (f"; its build: {sum(seconds.values()) / args.workers / 60:.1f} min (training core-minutes over"
                  f" {args.workers} workers)" if built else ""))
 
 
