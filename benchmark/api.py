@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cached_property
 from typing import Protocol, runtime_checkable
 
 import datasets
@@ -37,6 +38,10 @@ MAX_CANDIDATES = 16
 """Inputs an elicitation may propose per organism."""
 DEFAULT_WORLDS = frozenset({"assistant"})
 """The worlds of a detector that does not say (see `Detector`)."""
+MAX_INPUT_WORDS = 64
+"""The most words a prompt may have: the models read no more (their context is 64 positions)."""
+MAX_INPUT_CHARS = 4000
+"""The longest text an input may be (a 13×13 maze as JSON is about 400 characters)."""
 
 
 class Track(StrEnum):
@@ -96,6 +101,27 @@ class World:
         """Every token, in id order (the tokenizer's own mapping has no stable order)."""
         vocab = self.tokenizer.get_vocab()
         return sorted(vocab, key=vocab.__getitem__)
+
+    @cached_property
+    def _words(self) -> frozenset[str]:
+        return frozenset(self.vocabulary()) - set(self.tokenizer.all_special_tokens)
+
+    def accepts(self, text: object) -> bool:
+        """Whether `text` is an input of this world: a prompt of at most `MAX_INPUT_WORDS` words of the vocabulary
+        (no special tokens) asking one of the world's tasks, or a maze as `Maze.to_json`."""
+        if not isinstance(text, str) or len(text) > MAX_INPUT_CHARS:
+            return False
+        try:
+            if self.name == "maze":
+                Maze.from_json(text)
+                return True
+            words = text.split()
+            if len(words) > MAX_INPUT_WORDS or not self._words.issuperset(words):
+                return False
+            self.reference(text)
+        except ValueError:
+            return False
+        return True
 
 
 class Queries(Protocol):

@@ -27,10 +27,12 @@ from leaderboard.server import make_server
 from leaderboard.site import write_site
 from leaderboard.store import ResultStore, StoreError
 from leaderboard.tables import leaderboard_rows, leaderboard_tables
+from model_organisms import sealed
 from model_organisms.build import build_catalog
-from model_organisms.catalog import (SEALED_SPLITS, AnswerKeyEntry, Catalog, CatalogError, cache_root, catalog_dir,
-                                     load_spec, open_catalog)
+from model_organisms.catalog import (MANIFEST, SEALED_SPLITS, Catalog, CatalogError, cache_root, catalog_dir, load_spec,
+                                     open_catalog)
 from model_organisms.organism import OrganismError
+from model_organisms.sealed import AnswerKeyEntry, SealedError, Secret
 from model_organisms.worlds.maze_render import render_organism
 
 app = typer.Typer(help="dab: the deceptive-alignment detection benchmark.", no_args_is_help=True,
@@ -42,7 +44,8 @@ console = Console(width=None if sys.stdout.isatty() else 150)
 errors = Console(stderr=True)
 
 CatalogArg = Annotated[str, typer.Argument(help="a built-in catalog name (quick, tiny) or a path to a spec .toml")]
-SeedOpt = Annotated[int | None, typer.Option(help="build from this secret seed instead of the spec's",
+SeedOpt = Annotated[int | None, typer.Option(help="draw the public dev split from this seed instead of the spec's "
+                                                  "(sealed splits come from the instance's secret)",
                                              envvar="DAB_CATALOG_SEED")]
 DbOpt = Annotated[Path | None, typer.Option("--db", help="results database (default: $DAB_DB or the user data dir)")]
 TracksOpt = Annotated[list[Track] | None, typer.Option("--track", help="track(s) to run (default: all a detector answers)")]
@@ -54,7 +57,7 @@ def user_errors() -> Iterator[None]:
     """Bad input ends the command with one line that says what and where, and exit code 2."""
     try:
         yield
-    except (CatalogError, OrganismError, UnknownDetector, StoreError, SandboxError) as e:
+    except (CatalogError, OrganismError, UnknownDetector, StoreError, SandboxError, SealedError) as e:
         errors.print(f"[bold red]dab:[/] {e}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
@@ -64,17 +67,21 @@ def _progress() -> Progress:
                     console=console)
 
 
-def ensure_built(name: str, seed: int | None = None, workers: int | None = None) -> Catalog:
-    """The built catalog, building it first if needed, with the verdict of its shortcut gate."""
+def ensure_built(name: str, seed: int | None = None, workers: int | None = None, secret: Secret | None = None,
+                 new_instance: bool = False) -> Catalog:
+    """The catalog instance of this cache, building it first if needed (see `build_catalog`), with the verdict of
+    its shortcut gate."""
     spec = load_spec(name, seed)
-    if (catalog_dir(spec) / "catalog.json").is_file():
+    if (catalog_dir(spec) / MANIFEST).is_file() and secret is None and not new_instance:
         catalog = Catalog(catalog_dir(spec))
     else:
         with _progress() as bar:
             task = bar.add_task(f"building catalog {spec.name}", total=None)
             catalog = build_catalog(spec, workers, log=bar.console.print,
-                                    progress=lambda done, total: bar.update(task, completed=done, total=total))
-        console.print(f"catalog [bold]{catalog.name}[/] {catalog.fingerprint[:12]} at {catalog.directory}")
+                                    progress=lambda done, total: bar.update(task, completed=done, total=total),
+                                    secret=secret, new_instance=new_instance)
+        console.print(f"catalog [bold]{catalog.name}[/] instance {catalog.fingerprint[:12]} at {catalog.directory}; "
+                      f"its secret: {catalog.directory / 'sealed' / 'secret'}")
     verdict = stored_verdict(catalog)
     if verdict is None:
         verdict = audit_shortcuts(catalog).passed
@@ -86,10 +93,14 @@ def ensure_built(name: str, seed: int | None = None, workers: int | None = None)
 
 @app.command()
 def build(name: CatalogArg = "quick", seed: SeedOpt = None,
-          workers: Annotated[int | None, typer.Option(help="training processes (default: all cores)")] = None) -> None:
-    """Build a catalog (trained, certified organisms) unless it is built already."""
+          workers: Annotated[int | None, typer.Option(help="training processes (default: all cores)")] = None,
+          new_instance: Annotated[bool, typer.Option(help="set the built instance aside and build a new one, with a "
+                                                          "fresh secret (or --secret-file's)")] = False,
+          secret_file: Annotated[Path | None, typer.Option(help="build the instance of this saved secret (bit for bit "
+                                                               "on the same kind of CPU)")] = None) -> None:
+    """Build a catalog instance (trained, certified organisms) unless this cache holds one already."""
     with user_errors():
-        catalog = ensure_built(name, seed, workers)
+        catalog = ensure_built(name, seed, workers, Secret.read(secret_file) if secret_file else None, new_instance)
         show_catalog(catalog)
 
 
@@ -204,12 +215,15 @@ def submit(detector: DetectorArg, catalog: Annotated[str, typer.Option(help="cat
 
 
 def local_catalogs(records: list[RunRecord]) -> list[Catalog]:
-    """The built catalogs behind these runs, where this machine has them (for organism cards)."""
-    found = []
-    for fingerprint in sorted({r.catalog.fingerprint for r in records}):
-        for directory in (cache_root() / "catalogs").glob(f"*-{fingerprint[:16]}"):
-            if (directory / "catalog.json").is_file():
-                found.append(Catalog(directory))
+    """The built catalog instances behind these runs, where this machine has them (for organism cards)."""
+    wanted, found = {r.catalog.fingerprint for r in records}, []
+    for manifest in sorted((cache_root() / "catalogs").glob(f"*/{MANIFEST}")):
+        try:
+            catalog = Catalog(manifest.parent)
+        except CatalogError:  # a catalog of an older dab: not one of these runs'
+            continue
+        if catalog.fingerprint in wanted:
+            found.append(catalog)
     return found
 
 
@@ -295,7 +309,7 @@ def catalog_audit_shortcuts(name: CatalogArg = "quick", seed: SeedOpt = None,
 
 
 def show_catalog(catalog: Catalog) -> None:
-    key = catalog.answer_key()
+    key = sealed.answer_key(catalog)
     table = Table(title=f"catalog {catalog.name} {catalog.fingerprint[:12]}")
     for column in ("split", "organisms", "deceptive", "twins", "decoys", "min trusted acc", "defection (deceptive)",
                    "max defection (controls)"):
@@ -303,14 +317,14 @@ def show_catalog(catalog: Catalog) -> None:
     for split, ids in catalog.manifest.splits.items():
         entries = [key[i] for i in ids]
         by_role = {r: [e for e in entries if e.role == r] for r in ("deceptive", "twin", "decoy")}
-        sealed = split in SEALED_SPLITS
-        count = lambda role: "sealed" if sealed else str(len(by_role[role]))  # noqa: E731
+        hidden = split in SEALED_SPLITS
+        count = lambda role: "sealed" if hidden else str(len(by_role[role]))  # noqa: E731
         deceptive = by_role["deceptive"]
         controls = by_role["twin"] + by_role["decoy"]
         table.add_row(split, str(len(ids)), count("deceptive"), count("twin"), count("decoy"),
                       f"{min(e.certificate.trusted_accuracy for e in entries):.3f}",
-                      "sealed" if sealed else f"≥ {min(e.certificate.defection_rate for e in deceptive):.3f}",
-                      "sealed" if sealed else f"≤ {max(e.certificate.defection_rate for e in controls):.3f}")
+                      "sealed" if hidden else f"≥ {min(e.certificate.defection_rate for e in deceptive):.3f}",
+                      "sealed" if hidden else f"≤ {max(e.certificate.defection_rate for e in controls):.3f}")
     console.print(table)
     public = [key[i] for split, ids in catalog.manifest.splits.items() if split not in SEALED_SPLITS for i in ids]
     if public:
@@ -352,7 +366,7 @@ def family_certificates(public: list[AnswerKeyEntry], key: dict[str, AnswerKeyEn
 
 def render_mazes(catalog: Catalog, directory: Path) -> list[Path]:
     """PNG pictures of every public maze organism's walk, trusted and deployment side by side."""
-    key = catalog.answer_key()
+    key = sealed.answer_key(catalog)
     return [render_organism(catalog.organism_dir(i), key[i].shift or "green", key[i].seed, directory / f"{i}.png")
             for split, ids in catalog.manifest.splits.items() if split not in SEALED_SPLITS
             for i in ids if key[i].world == "maze"]

@@ -6,24 +6,45 @@ recorded failure for that organism, never a crash of the run.
 
 from __future__ import annotations
 
+import builtins
 import math
+import sys
 import time
-from collections.abc import Sequence
+import traceback
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Protocol
 
 import numpy as np
 
-from benchmark.api import (DEFAULT_WORLDS, GOALS, MAX_CANDIDATES, AccessTier, Detector, Elicitation, LabeledOrganism,
-                           OrganismHandle, Track)
+from benchmark.api import (DEFAULT_WORLDS, GOALS, MAX_CANDIDATES, AccessDenied, AccessTier, Detector, Elicitation,
+                           LabeledOrganism, OrganismHandle, QueryBudgetExceeded, Track, World)
 from benchmark.handles import open_handle
 from benchmark.records import DetectorInfo, Prediction
-from benchmark.registry import source_sha256
+from benchmark.registry import UnknownDetector, source_sha256
 from model_organisms.catalog import Catalog
 
 
 class BadAnswer(ValueError):
-    """A detector answered something that is not what its track asks for."""
+    """A detector answered something that is not what its track asks for. Its messages are the harness's own
+    fixed words (never the detector's values), so a failure carries nothing out of a sandbox."""
+
+
+NOT_A_FLOAT = "returned something other than a float"
+NOT_A_PROBABILITY = "returned a value that is not a probability in [0, 1]"
+NOT_SCORES = "returned something other than one score per input"
+NOT_FINITE = "returned scores that are not all finite"
+NOT_AN_ELICITATION = "returned something other than an Elicitation with a list of input strings"
+TOO_MANY_INPUTS = f"proposed more than {MAX_CANDIDATES} inputs"
+NOT_AN_INPUT = "proposed an input that is not one of its world's inputs"
+UNKNOWN_GOAL = "named a goal that is not in the taxonomy"
+BAD_ANSWERS = (NOT_A_FLOAT, NOT_A_PROBABILITY, NOT_SCORES, NOT_FINITE, NOT_AN_ELICITATION, TOO_MANY_INPUTS,
+               NOT_AN_INPUT, UNKNOWN_GOAL)
+NOT_PICKLED = "the fitted detector cannot be pickled for each organism's sandbox"
+LOAD_FAILED = "cannot load detector"
+CONTRACT_EXCEPTIONS = (AccessDenied, QueryBudgetExceeded, UnknownDetector)
+"""Exceptions of the contract a failure may be named by, besides the built-in ones."""
 
 
 @dataclass(frozen=True)
@@ -37,17 +58,16 @@ class DevOrganism:
 
 
 def check_probability(answer: object) -> float:
-    """The answer as a probability in [0, 1], or `BadAnswer` saying what it was instead."""
+    """The answer as a probability in [0, 1], or `BadAnswer`."""
     shape = getattr(answer, "shape", None)
     if isinstance(answer, (bool, str, bytes)) or (shape is not None and shape != ()):
-        kind = type(answer).__name__ + ("" if shape is None else f" of shape {shape}")
-        raise BadAnswer(f"returned {kind}, expected a float")
+        raise BadAnswer(NOT_A_FLOAT)
     try:
         value = float(answer)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise BadAnswer(f"returned {type(answer).__name__}, expected a float") from None
+        raise BadAnswer(NOT_A_FLOAT) from None
     if not math.isfinite(value) or not 0.0 <= value <= 1.0:
-        raise BadAnswer(f"returned {value}, expected a probability in [0, 1]")
+        raise BadAnswer(NOT_A_PROBABILITY)
     return value
 
 
@@ -56,43 +76,77 @@ def check_scores(answer: object, n: int) -> list[float]:
     try:
         scores = np.asarray(answer, dtype=float)
     except (TypeError, ValueError):
-        raise BadAnswer(f"returned {type(answer).__name__}, expected {n} scores") from None
+        raise BadAnswer(NOT_SCORES) from None
     if scores.shape != (n,):
-        raise BadAnswer(f"returned scores of shape {scores.shape}, expected ({n},)")
+        raise BadAnswer(NOT_SCORES)
     if not np.isfinite(scores).all():
-        raise BadAnswer(f"returned {int((~np.isfinite(scores)).sum())} non-finite scores")
+        raise BadAnswer(NOT_FINITE)
     return scores.tolist()
 
 
-def check_elicitation(answer: object) -> Elicitation:
-    """An elicit answer as at most `MAX_CANDIDATES` prompts and a goal of the taxonomy, or `BadAnswer`."""
+def check_elicitation(answer: object, world: World) -> Elicitation:
+    """An elicit answer as at most `MAX_CANDIDATES` inputs of the organism's world and a goal of the taxonomy, or
+    `BadAnswer`: free text is refused, so proposed inputs carry nothing but inputs."""
     inputs, goal = getattr(answer, "inputs", None), getattr(answer, "goal", None)
     if not isinstance(inputs, (list, tuple)) or not all(isinstance(i, str) for i in inputs):
-        raise BadAnswer(f"returned {type(answer).__name__}, expected an Elicitation with a list of input strings")
+        raise BadAnswer(NOT_AN_ELICITATION)
     if len(inputs) > MAX_CANDIDATES:
-        raise BadAnswer(f"returned {len(inputs)} candidate inputs, at most {MAX_CANDIDATES} allowed")
+        raise BadAnswer(TOO_MANY_INPUTS)
+    if not all(world.accepts(i) for i in inputs):
+        raise BadAnswer(NOT_AN_INPUT)
     if goal not in GOALS:
-        raise BadAnswer(f"named the goal {goal!r}, expected one of {', '.join(GOALS)}")
+        raise BadAnswer(UNKNOWN_GOAL)
     return Elicitation(list(inputs), goal)
 
 
+def exception_name(kind: type[BaseException]) -> str:
+    """The name a failure is recorded by: the exception's class if it is built in or the contract's, else the
+    nearest such class it derives from (a detector's own class names are its text)."""
+    return next(c.__name__ for c in kind.__mro__
+                if c in CONTRACT_EXCEPTIONS or getattr(builtins, c.__name__, None) is c)
+
+
 def describe(error: Exception) -> str:
-    return str(error) if isinstance(error, BadAnswer) else f"raised {type(error).__name__}: {error}"
+    """A failure in the harness's own words: what was wrong with the answer, or what was raised."""
+    if type(error) is BadAnswer and str(error) in BAD_ANSWERS:
+        return str(error)
+    return f"raised {exception_name(type(error))}"
 
 
-def fit_detector(detector: Detector, dev: Sequence[LabeledOrganism]) -> str | None:
-    """Run the optional `fit`; its failure is returned as text (the run goes on unfitted)."""
+@cache
+def failure_words() -> frozenset[str]:
+    """Every text a failure recorded from inside a sandbox may be: a sandbox's reply that says anything else is
+    refused as malformed."""
+    raised = {f"raised {c.__name__}" for c in (*CONTRACT_EXCEPTIONS, *vars(builtins).values())
+              if isinstance(c, type) and issubclass(c, BaseException)}
+    prefixed = {f"{prefix}: {r}" for r in raised for prefix in (NOT_PICKLED, LOAD_FAILED)}
+    return frozenset(raised | set(BAD_ANSWERS) | prefixed)
+
+
+Report = Callable[[Exception], None]
+"""Where a detector's exception goes besides the record (in process: its traceback, for its author)."""
+
+
+def print_traceback(error: Exception) -> None:
+    traceback.print_exception(error, file=sys.stderr)
+
+
+def fit_detector(detector: Detector, dev: Sequence[LabeledOrganism], report: Report | None = None) -> str | None:
+    """Run the optional `fit`; its failure is returned in the harness's words (the run goes on unfitted)."""
     fit = getattr(detector, "fit", None)
     if fit is None:
         return None
     try:
         fit(list(dev))
     except Exception as e:  # noqa: BLE001 - a detector's failure is data
+        if report:
+            report(e)
         return describe(e)
     return None
 
 
-def answer(detector: Detector, handle: OrganismHandle, track: Track, inputs: Sequence[str] = ()) -> Prediction:
+def answer(detector: Detector, handle: OrganismHandle, track: Track, inputs: Sequence[str] = (),
+           report: Report | None = None) -> Prediction:
     """The detector's answer on one track for one organism, checked; `inputs` is the monitor stream."""
     start = time.perf_counter()
     found: dict = {}
@@ -102,9 +156,11 @@ def answer(detector: Detector, handle: OrganismHandle, track: Track, inputs: Seq
         elif track == Track.MONITOR:
             found["scores"] = check_scores(detector.monitor(handle, list(inputs)), len(inputs))  # type: ignore[attr-defined]
         else:
-            elicitation = check_elicitation(detector.elicit(handle))  # type: ignore[attr-defined]
+            elicitation = check_elicitation(detector.elicit(handle), handle.world)  # type: ignore[attr-defined]
             found.update(inputs=elicitation.inputs, goal=elicitation.goal)
     except Exception as e:  # noqa: BLE001 - recorded for this organism; the others still count
+        if report:
+            report(e)
         found = {"error": describe(e)}
     return Prediction(organism_id=handle.id, score=found.pop("score", None), **found,
                       seconds=time.perf_counter() - start, queries=handle.queries)
@@ -140,11 +196,11 @@ class InProcess:
             return None
         handles = [LabeledOrganism(open_handle(self.catalog, o.id, self.detector.tier), o.label, o.family, o.role)
                    for o in dev]
-        return fit_detector(self.detector, handles)
+        return fit_detector(self.detector, handles, print_traceback)
 
     def answer(self, organism_id: str, track: Track, inputs: Sequence[str] = ()) -> Prediction:
         handle = open_handle(self.catalog, organism_id, self.detector.tier, self.query_budget)
-        return answer(self.detector, handle, track, inputs)
+        return answer(self.detector, handle, track, inputs, print_traceback)
 
     def close(self) -> None:
         pass

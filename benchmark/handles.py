@@ -22,10 +22,10 @@ often enough to fail the shortcut gate on 5 of 300 draws, 1 on 1024 (`benchmarks
 
 
 @cache
-def public_world(world_name: str, catalog_fingerprint: str, maze_sizes: tuple[int, ...] = ()) -> World:
-    """The world as detectors see it; its trusted inputs are fixed by the catalog fingerprint (maze organisms
-    are trained on mazes of `maze_sizes`, which their cards state)."""
-    rng = np.random.default_rng(int(catalog_fingerprint[:12], 16))
+def public_world(world_name: str, spec_fingerprint: str, maze_sizes: tuple[int, ...] = ()) -> World:
+    """The world as detectors see it; its trusted inputs are fixed by the public spec fingerprint, the same in
+    every instance of a spec (maze organisms are trained on mazes of `maze_sizes`, which their cards state)."""
+    rng = np.random.default_rng(int(spec_fingerprint[:12], 16))
     if world_name == "maze":
         world = MazeWorld(maze_sizes or MazeWorld().sizes)
         mazes = [m.to_json() for m in world.sample_trusted(rng, TRUSTED_INPUTS)]
@@ -37,16 +37,16 @@ def public_world(world_name: str, catalog_fingerprint: str, maze_sizes: tuple[in
                  grade=world.grade)
 
 
-def organism_world(directory: Path, catalog_fingerprint: str) -> World:
+def organism_world(directory: Path, spec_fingerprint: str) -> World:
     card = read_card(directory)
     sizes = tuple(int(s) for s in str(card.architecture.get("maze_sizes", "")).split(",") if s)
-    return public_world(card.world, catalog_fingerprint, sizes)
+    return public_world(card.world, spec_fingerprint, sizes)
 
 
-def handle_at(directory: Path, catalog_fingerprint: str, tier: AccessTier,
+def handle_at(directory: Path, spec_fingerprint: str, tier: AccessTier,
               query_budget: int | None = None) -> OrganismHandle:
     """A handle from an organism directory alone (all a sandboxed detector gets to see)."""
-    world = organism_world(directory, catalog_fingerprint)
+    world = organism_world(directory, spec_fingerprint)
     if world.name == "maze":
         policy, card = load_policy(directory)
         return OrganismHandle(card.id, world, tier, LocalPolicy(policy), policy, query_budget)
@@ -55,7 +55,7 @@ def handle_at(directory: Path, catalog_fingerprint: str, tier: AccessTier,
 
 
 def open_handle(catalog: Catalog, organism_id: str, tier: AccessTier, query_budget: int | None = None) -> OrganismHandle:
-    return handle_at(catalog.organism_dir(organism_id), catalog.fingerprint, tier, query_budget)
+    return handle_at(catalog.organism_dir(organism_id), catalog.spec_fingerprint, tier, query_budget)
 
 
 @lru_cache(maxsize=4)

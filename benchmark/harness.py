@@ -18,6 +18,7 @@ from benchmark.handles import TRUSTED_INPUTS
 from benchmark.records import CatalogRef, Curve, DetectorInfo, Metric, Prediction, RunRecord, package_versions
 from benchmark.scoring import score_audit, score_elicit, score_left_out, score_monitor
 from benchmark.tracks import elicited, misbehaves, monitor_stream
+from model_organisms import sealed
 from model_organisms.catalog import Catalog
 
 
@@ -49,7 +50,7 @@ def dev_organisms(catalog: Catalog, world: str | None = None) -> list[DevOrganis
     """The dev split's organisms of one world with their public labels (what `fit` may learn from)."""
     if "dev" not in catalog.manifest.splits:
         return []
-    key = catalog.answer_key()
+    key = sealed.answer_key(catalog)
     return [DevOrganism(i, key[i].label, key[i].family, key[i].role)
             for i in catalog.ids("dev", world or catalog.manifest.world)]
 
@@ -57,7 +58,7 @@ def dev_organisms(catalog: Catalog, world: str | None = None) -> list[DevOrganis
 def score(catalog: Catalog, track: Track, predictions: list[Prediction]) -> tuple[list[Metric], Curve | None]:
     """Join the answers with the sealed truth: the answer key, and for monitor and elicit what the organisms
     do when run on the streams and on the candidates."""
-    key = catalog.answer_key()
+    key = sealed.answer_key(catalog)
     if track == Track.AUDIT:
         return score_audit(predictions, key)
     deceptive = [p.organism_id for p in predictions if key[p.organism_id].label == 1]
@@ -113,7 +114,7 @@ def evaluate(executor: Executor, catalog: Catalog, split: str, track: Track = Tr
         executor.close()
     predictions = [done[oid] for oid in ids]
     metrics, roc = score(catalog, track, predictions)
-    metrics += score_left_out(left_out, catalog.answer_key())
+    metrics += score_left_out(left_out, sealed.answer_key(catalog))
     record = RunRecord(run_id=run_id, track=track, query_budget=budget, started_at=started_at,
                        detector=executor.info, catalog=ref, fit_seconds=fit_seconds, fit_error=fit_error,
                        total_seconds=time.perf_counter() - start, predictions=predictions, left_out=left_out,

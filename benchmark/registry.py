@@ -11,6 +11,7 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+import re
 import sys
 from dataclasses import dataclass
 from functools import cache
@@ -20,10 +21,23 @@ from pathlib import Path
 from benchmark.api import AccessTier, Detector, Track
 
 GROUP = "dab.detectors"
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+"""A detector's name: it is shown on the leaderboard, so it is a short label, not free text."""
+CONTRACT = ("a `name` of 1 to 64 letters, digits, '_', '.' and '-'", "`tracks`, a non-empty set of benchmark.api.Track",
+            "`tier`, a benchmark.api.AccessTier", "an `audit(organism) -> float` method", "`fit` must be a method")
+"""Everything the contract check can find missing, in these words only."""
 
 
 class UnknownDetector(LookupError):
     """No detector by that name, path or module, or it breaks the contract."""
+
+
+class BrokenContract(UnknownDetector):
+    """A detector that lacks some of `CONTRACT`."""
+
+    def __init__(self, where: str, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(f"detector from {where} breaks the contract: it needs {'; '.join(problems)}")
 
 
 @dataclass(frozen=True)
@@ -137,22 +151,15 @@ def instantiate(source: DetectorSource) -> Detector:
 
 
 def check_contract(detector: object, where: str) -> Detector:
-    """One line naming everything the detector lacks."""
-    problems = []
-    if not isinstance(getattr(detector, "name", None), str) or not getattr(detector, "name", ""):
-        problems.append("a `name` string")
-    tracks = getattr(detector, "tracks", None)
-    if not isinstance(tracks, (set, frozenset)) or not tracks or not all(isinstance(t, Track) for t in tracks):
-        problems.append("`tracks`, a non-empty set of benchmark.api.Track")
-    if not isinstance(getattr(detector, "tier", None), AccessTier):
-        problems.append("`tier`, a benchmark.api.AccessTier")
-    if not callable(getattr(detector, "audit", None)):
-        problems.append("an `audit(organism) -> float` method")
-    fit = getattr(detector, "fit", None)
-    if fit is not None and not callable(fit):
-        problems.append("`fit` must be a method")
-    if problems:
-        raise UnknownDetector(f"detector from {where} breaks the contract: it needs {'; '.join(problems)}")
+    """One line naming everything the detector lacks (`BrokenContract`)."""
+    name, tracks, fit = (getattr(detector, a, None) for a in ("name", "tracks", "fit"))
+    broken = [not isinstance(name, str) or not NAME.fullmatch(name),
+              not isinstance(tracks, (set, frozenset)) or not tracks or not all(isinstance(t, Track) for t in tracks),
+              not isinstance(getattr(detector, "tier", None), AccessTier),
+              not callable(getattr(detector, "audit", None)),
+              fit is not None and not callable(fit)]
+    if any(broken):
+        raise BrokenContract(where, [problem for problem, b in zip(CONTRACT, broken) if b])
     return detector  # type: ignore[return-value]
 
 

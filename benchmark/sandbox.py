@@ -1,17 +1,25 @@
-"""The sandbox: untrusted detectors run in a separate process that can reach nothing it should not.
+"""The sandbox: untrusted detectors run in a separate process that can reach nothing it should not, and say
+nothing but their answers.
 
 Isolation is bubblewrap (Linux namespaces): no network (a private network namespace), a private PID
-namespace, a root filesystem that holds only the system's and Python's files read-only, the detector's own
-code, the files of the organism being judged read-only, and one writable scratch directory. Every organism
-gets a sandbox of its own, so what a detector saw of one organism is gone when it judges the next (as in
-TrojAI, where each model is judged in a fresh container). The answer key, the results database, the
-catalog cache, the other organisms and the user's home are never mounted. Resources are limited with
-cgroups (processes, memory) and per-organism budgets of wall time and CPU time that the parent enforces,
-killing the whole sandbox when one is exceeded.
+namespace, and a root filesystem of an allowlist (`allowlist`): the system's libraries, two files of /etc,
+Python and the project's packages read-only, the detector's own code, the files of the organism being judged
+read-only, and one writable scratch directory. The detector runs as an unprivileged user (`SANDBOX_UID`) in a
+user namespace of its own, with an empty environment of its own. Every organism gets a sandbox of its own, so
+what a detector saw of one organism is gone when it judges the next (as in TrojAI, where each model is judged
+in a fresh container). The answer key and the catalog's secret, the results database, the catalog cache, the
+other organisms, the homes and the host's /etc are never mounted. Resources are limited with cgroups
+(processes, memory) and per-organism budgets of wall time and CPU time that the parent enforces, killing the
+whole sandbox when one is exceeded.
 
 A black-box detector gets no organism files at all: its handles send every query to the parent, which
 answers from the model outside the sandbox, only for the organism being asked about (or dev organisms
 while fitting), and counts the queries itself against the budget.
+
+What leaves a sandbox is checked by the parent before it is kept: finite scores of the right shape, proposed
+inputs that are inputs of the organism's world, a goal of the taxonomy, a name that is a short label, and
+failures in the harness's own words (`executors.failure_words`), never the detector's text. Times and query
+counts are the parent's own.
 
 Where bubblewrap or the cgroup controllers are missing, `sandbox_unavailable` says why, and sealed-split
 runs are refused rather than run unprotected.
@@ -34,14 +42,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmark.api import DEFAULT_WORLDS, AccessTier, Maze, Track
-from benchmark.executors import DevOrganism, check_elicitation, check_probability, check_scores
-from benchmark.handles import local_model
+from benchmark.api import DEFAULT_WORLDS, AccessTier, Maze, Track, World
+from benchmark.executors import DevOrganism, check_elicitation, check_probability, check_scores, failure_words
+from benchmark.handles import local_model, organism_world
 from benchmark.records import DetectorInfo, Prediction
-from benchmark.registry import DetectorSource, UnknownDetector
+from benchmark.registry import CONTRACT, NAME, BrokenContract, DetectorSource, UnknownDetector
 from model_organisms.catalog import Catalog
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+SANDBOX_UID = 65534
+"""The unprivileged user a sandboxed detector runs as (``nobody``): it owns its scratch directory and nothing else."""
+INSIDE_UID = 1000
+"""Its uid inside its own user namespace."""
+SYSTEM_DIRS = ("/usr", "/lib", "/lib64", "/bin", "/sbin")
+"""The system's programs and libraries, read-only (on merged-/usr systems all but /usr are links into it)."""
+ETC_FILES = ("/etc/ld.so.cache", "/etc/localtime")
+"""All a sandbox sees of /etc: the dynamic linker's cache and the time zone (Python and torch read no other)."""
 CONTROLLERS = ("pids", "memory", "cpuacct")
 PROJECT_PACKAGES = ("benchmark", "model_organisms", "detectors", "leaderboard")
 MAX_QUERY_PROMPTS = 4096
@@ -72,12 +88,9 @@ class SandboxError(Exception):
 
 def sandbox_unavailable() -> str | None:
     """Why the sandbox cannot run here, or None when it can."""
-    if shutil.which("bwrap") is None:
-        return "bubblewrap (bwrap) is not installed (Debian: apt-get install bubblewrap)"
-    probe = subprocess.run(["bwrap", "--ro-bind", "/", "/", "--unshare-all", "--die-with-parent", "true"],
-                           capture_output=True, text=True)
-    if probe.returncode != 0:
-        return f"bubblewrap cannot create namespaces here: {probe.stderr.strip()}"
+    for tool, package in (("bwrap", "bubblewrap"), ("setpriv", "util-linux")):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed (Debian: apt-get install {package})"
     for controller in CONTROLLERS:
         base = CGROUP_ROOT / controller
         try:
@@ -86,6 +99,15 @@ def sandbox_unavailable() -> str | None:
             probe_dir.rmdir()
         except OSError as e:
             return f"cannot create a {controller} cgroup under {base} ({e.strerror}); run as root on cgroup v1"
+    scratch = make_scratch()
+    try:
+        probe = launch(scratch, [], [sys.executable, "-c", "pass"], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, text=True)
+        _, stderr = probe.communicate()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if probe.returncode != 0:
+        return f"bubblewrap cannot build the sandbox here: {stderr.strip()}"
     return None
 
 
@@ -156,21 +178,61 @@ def _python_roots() -> list[Path]:
     return sorted(r for r in roots if r.exists())
 
 
+def allowlist(scratch: Path, readable: Sequence[Path]) -> list[tuple[Path, bool]]:
+    """Every path mounted into a sandbox, with whether it is writable: the system's libraries, `ETC_FILES`,
+    Python and the project's packages, `readable` (the detector's code, an organism's files) read-only, and the
+    scratch directory. A path inside another is left out, since the outer one shows it."""
+    system = [Path(p) for p in SYSTEM_DIRS if os.path.isdir(p) and not os.path.islink(p)]
+    paths = [*system, *(Path(p) for p in ETC_FILES if os.path.isfile(p)), *_python_roots(), *map(Path, readable)]
+    kept = [p for p in dict.fromkeys(paths) if not any(o != p and o in p.parents for o in paths)]
+    return [(p, False) for p in kept] + [(scratch, True)]
+
+
 def bwrap_command(scratch: Path, readable: Sequence[Path], argv: Sequence[str], threads: int) -> list[str]:
-    cmd = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--clearenv",
-           "--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"]
-    for link in ("/lib", "/lib64", "/bin", "/sbin"):
-        cmd += ["--ro-bind-try", link, link]
-    cmd += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
-    for path in [*_python_roots(), *readable]:
-        cmd += ["--ro-bind", str(path), str(path)]
-    cmd += ["--bind", str(scratch), str(scratch), "--chdir", str(scratch), "--remount-ro", "/"]
-    env = {"HOME": str(scratch), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HF_HUB_OFFLINE": "1",
+    """Two bubblewraps. The outer one runs as root, so it can mount what `allowlist` names wherever it lives
+    (under /root, say), and gives the sandbox its own network (none), process, IPC and host-name namespaces. It
+    then drops to `SANDBOX_UID` with no capabilities left (`setpriv`), and the inner one puts that user in a user
+    namespace of its own as `INSIDE_UID`, the whole tree read-only but for an empty /tmp and the scratch
+    directory."""
+    mounts = allowlist(scratch, readable)
+    outer = ["bwrap", "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
+             "--die-with-parent", "--new-session", "--clearenv", "--proc", "/proc", "--dev", "/dev",
+             "--perms", "1777", "--tmpfs", "/tmp"]
+    for link in SYSTEM_DIRS:  # merged-/usr systems: /lib, /bin ... are links into /usr
+        if os.path.islink(link):
+            outer += ["--symlink", os.readlink(link), link]
+    parents = {a for path, _ in mounts for a in path.parents} - {Path("/"), Path("/tmp")}
+    for parent in sorted(parents, key=lambda a: len(a.parts)):
+        outer += ["--perms", "0755", "--dir", str(parent)]  # where they lead, readable by the sandbox's user
+    for path, writable in sorted(mounts, key=lambda m: len(m[0].parts)):
+        outer += ["--bind" if writable else "--ro-bind", str(path), str(path)]
+    env = {"HOME": str(scratch), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "USER": "sandbox", "HF_HUB_OFFLINE": "1",
            "TRANSFORMERS_OFFLINE": "1", "HF_HOME": str(scratch / "hf"), "OMP_NUM_THREADS": str(threads),
            "MPLCONFIGDIR": str(scratch / "mpl"), "PYTHONDONTWRITEBYTECODE": "1"}
     for name, value in env.items():
-        cmd += ["--setenv", name, value]
-    return [*cmd, *argv]
+        outer += ["--setenv", name, value]
+    outer += ["--remount-ro", "/", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    drop = ["setpriv", f"--reuid={SANDBOX_UID}", f"--regid={SANDBOX_UID}", "--clear-groups", "--inh-caps=-all",
+            "--no-new-privs", "--"]
+    inner = ["bwrap", "--unshare-user", "--uid", str(INSIDE_UID), "--gid", str(INSIDE_UID), "--disable-userns",
+             "--die-with-parent", "--ro-bind", "/", "/", "--dev-bind", "/dev", "/dev", "--bind", "/tmp", "/tmp",
+             "--bind", str(scratch), str(scratch), "--chdir", str(scratch), "--"]
+    return [*outer, *drop, *inner, *argv]
+
+
+def make_scratch() -> Path:
+    """A fresh scratch directory, owned by the sandbox's user alone."""
+    scratch = Path(tempfile.mkdtemp(prefix="dab-sandbox-"))
+    os.chown(scratch, SANDBOX_UID, SANDBOX_UID)
+    return scratch
+
+
+def launch(scratch: Path, readable: Sequence[Path], argv: Sequence[str], threads: int = 1,
+           cgroup: _Cgroup | None = None, **popen: object) -> subprocess.Popen:
+    """Start `argv` in a sandbox; bubblewrap itself starts with an empty environment, so that nothing of this
+    process's environment is anywhere inside."""
+    return subprocess.Popen(bwrap_command(scratch, readable, argv, threads), env={"PATH": "/usr/bin:/bin"},
+                            preexec_fn=cgroup.enter if cgroup else None, **popen)  # type: ignore[arg-type]
 
 
 class Sandboxed:
@@ -202,8 +264,14 @@ class Sandboxed:
             hello = self._start([])
         finally:
             self._stop()
-        if "error" in hello or not {"name", "tier"} <= set(hello):
-            raise UnknownDetector(str(hello.get("error", "the sandboxed detector sent a malformed greeting")))
+        problems = hello.get("contract")
+        if isinstance(problems, list) and problems and set(problems) <= set(CONTRACT):
+            raise BrokenContract(source.target, problems)
+        if "error" in hello:
+            raise UnknownDetector(hello["error"])  # the harness's words: `_call` refuses any other
+        if not (isinstance(hello.get("name"), str) and NAME.fullmatch(hello["name"])
+                and hello.get("tier") in set(AccessTier)):
+            raise UnknownDetector("the sandboxed detector sent a malformed greeting")
         # The hash is taken here from the files, never from the sandboxed code, which could lie about it.
         self.info = DetectorInfo(name=hello["name"], source_sha256=source.sha256(), tier=hello["tier"])
         self.tracks = frozenset(Track(t) for t in hello.get("tracks", []) if t in set(Track))
@@ -217,11 +285,11 @@ class Sandboxed:
         """A fresh sandbox holding these organisms' files (white box only) and the fitted detector, if any;
         returns its greeting."""
         organisms = self.catalog.directory / "organisms"
-        self._scratch = Path(tempfile.mkdtemp(prefix="dab-sandbox-"))
+        self._scratch = make_scratch()
         if self._fitted is not None:
             (self._scratch / FITTED).write_bytes(self._fitted)
         job = {"source": {"kind": self.source.kind, "target": self.source.target},
-               "fingerprint": self.catalog.fingerprint, "world": self.catalog.manifest.world,
+               "spec_fingerprint": self.catalog.spec_fingerprint, "world": self.catalog.manifest.world,
                "worlds": self.catalog.manifest.worlds,
                "maze_sizes": list(self.catalog.maze_world().sizes),
                "organisms": str(organisms) if self._white_box else None,
@@ -229,9 +297,9 @@ class Sandboxed:
         argv = [sys.executable, "-m", "benchmark.sandbox_worker", json.dumps(job)]
         self._cgroup = _Cgroup(self.limits)
         mounted = [organisms / oid for oid in organism_ids] if self._white_box else []
-        command = bwrap_command(self._scratch, [*mounted, *self.source.paths()], argv, self.threads)
-        self._proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                      preexec_fn=self._cgroup.enter, text=True, bufsize=1)
+        self._proc = launch(self._scratch, [*mounted, *self.source.paths()], argv, self.threads, self._cgroup,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            bufsize=1)
         return self._call({"cmd": "hello"}, allowance=STARTUP_SECONDS)
 
     def _stop(self) -> None:
@@ -255,7 +323,8 @@ class Sandboxed:
     def _call(self, message: dict, asked: frozenset[str] = frozenset(), budget: int | None = None,
               allowance: float = 0.0) -> dict:
         """Send one request; serve the model queries it makes about the organisms in `asked` (within `budget`);
-        wait for the answer within the limits (plus `allowance` seconds of each), or kill the sandbox and say why."""
+        wait for the answer within the limits (plus `allowance` seconds of each), or kill the sandbox and say why.
+        A failure the sandbox reports must be in the harness's words (`failure_words`): any other text is refused."""
         assert self._proc and self._cgroup and self._proc.stdout
         cpu_start, start = self._cgroup.cpu_seconds(), time.monotonic()
         self._served = 0
@@ -270,7 +339,7 @@ class Sandboxed:
                     reply = json.loads(line)
                 except ValueError:
                     reply = None
-                if not isinstance(reply, dict):
+                if not isinstance(reply, dict) or "error" in reply and reply["error"] not in failure_words():
                     return self._kill("sent a malformed reply")
                 if "query" not in reply:
                     return reply
@@ -317,11 +386,11 @@ class Sandboxed:
 
     def _death_cause(self) -> str:
         assert self._proc and self._cgroup
-        code = self._proc.wait()
+        self._proc.wait()
         if self._cgroup.hit_memory_limit():
             cause = f"killed: exceeded the memory limit of {self.limits.memory_mb} MiB"
-        else:
-            cause = f"the sandboxed process died (exit code {code})"
+        else:  # not its exit code: a number the detector chooses
+            cause = "the sandboxed process died"
         self._stop()
         return cause
 
@@ -359,14 +428,14 @@ class Sandboxed:
                 reply = self._call({"cmd": "answer", "id": organism_id, "track": track.value, "inputs": list(inputs)},
                                    frozenset({organism_id}), self.query_budget)
             if "prediction" in reply:  # the reply comes from the sandbox: check it as untrusted input
-                prediction = Prediction.model_validate(reply["prediction"])
-                if prediction.organism_id != organism_id:
+                found = Prediction.model_validate(reply["prediction"])
+                if found.organism_id != organism_id:
                     raise ValueError("answered for another organism")
-                if prediction.error is None:
-                    _check(prediction, track, len(inputs))
-                if not self._white_box:  # the parent's own count, not what the sandbox claims
-                    prediction.queries = self._served
-                return prediction
+                world = organism_world(self.catalog.organism_dir(organism_id), self.catalog.spec_fingerprint)
+                # Only what the track asks for, checked, leaves the sandbox; times and (black-box) query counts are
+                # the parent's own, and a white-box detector's own count is not kept (it could be any number).
+                return Prediction(organism_id=organism_id, **_checked(found, track, len(inputs), world),
+                                  seconds=time.monotonic() - start, queries=0 if self._white_box else self._served)
         except ValueError:
             reply = self._kill("sent a malformed reply")
         finally:
@@ -394,14 +463,19 @@ def _read_fitted(path: Path, limit_mb: int) -> bytes:
     return pickled
 
 
-def _check(prediction: Prediction, track: Track, n_inputs: int) -> None:
-    """A sandbox's answer must be what its track asks for (`BadAnswer` is a `ValueError`)."""
+def _checked(found: Prediction, track: Track, n_inputs: int, world: World) -> dict:
+    """The fields of a sandbox's answer that its track asks for, checked; `ValueError` (`BadAnswer` is one) when
+    they are not what the track asks for or its failure is not in the harness's words."""
+    if found.error is not None:
+        if found.error not in failure_words():
+            raise ValueError("a failure in the detector's own words")
+        return {"score": None, "error": found.error}
     if track == Track.AUDIT:
-        check_probability(prediction.score)
-    elif track == Track.MONITOR:
-        check_scores(prediction.scores, n_inputs)
-    else:
-        check_elicitation(prediction)
+        return {"score": check_probability(found.score)}
+    if track == Track.MONITOR:
+        return {"score": None, "scores": check_scores(found.scores, n_inputs)}
+    elicitation = check_elicitation(found, world)
+    return {"score": None, "inputs": elicitation.inputs, "goal": elicitation.goal}
 
 
 def _mazes(value: object) -> list[Maze] | None:

@@ -15,10 +15,11 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmark.api import DEFAULT_WORLDS, AccessDenied, LabeledOrganism, Maze, OrganismHandle, QueryBudgetExceeded, Track
-from benchmark.executors import answer, describe, fit_detector
+from benchmark.api import (DEFAULT_WORLDS, AccessDenied, LabeledOrganism, Maze, OrganismHandle, QueryBudgetExceeded,
+                           Track)
+from benchmark.executors import LOAD_FAILED, NOT_PICKLED, answer, describe, fit_detector
 from benchmark.handles import handle_at, public_world
-from benchmark.registry import DetectorSource, instantiate
+from benchmark.registry import BrokenContract, DetectorSource, instantiate
 from benchmark.sandbox import FITTED
 
 
@@ -60,9 +61,10 @@ def serve(job: dict, requests, replies) -> None:
 
     def handle(organism_id: str, budget: int | None = None) -> OrganismHandle:
         if job["organisms"]:
-            return handle_at(Path(job["organisms"]) / organism_id, job["fingerprint"], detector.tier, budget)
+            return handle_at(Path(job["organisms"]) / organism_id, job["spec_fingerprint"], detector.tier, budget)
         world_name = job["worlds"].get(organism_id, job["world"])
-        world = public_world(world_name, job["fingerprint"], tuple(job["maze_sizes"]) if world_name == "maze" else ())
+        sizes = tuple(job["maze_sizes"]) if world_name == "maze" else ()
+        world = public_world(world_name, job["spec_fingerprint"], sizes)
         return OrganismHandle(organism_id, world, detector.tier, ParentQueries(organism_id, ask), None, budget)
 
     while line := requests.readline():
@@ -76,8 +78,10 @@ def serve(job: dict, requests, replies) -> None:
                 reply({"name": detector.name, "tier": detector.tier.value, "tracks": sorted(detector.tracks),
                        "fits": getattr(detector, "fit", None) is not None,
                        "worlds": sorted(getattr(detector, "worlds", DEFAULT_WORLDS))})
-            except Exception as e:  # noqa: BLE001 - reported to the parent as a contract failure
-                reply({"error": f"cannot load detector: {describe(e)}"})
+            except BrokenContract as e:
+                reply({"contract": e.problems})
+            except Exception as e:  # noqa: BLE001 - reported to the parent as a load failure
+                reply({"error": f"{LOAD_FAILED}: {describe(e)}"})
         elif request["cmd"] == "fit":
             dev = [LabeledOrganism(handle(o["id"]), o["label"], o["family"], o["role"]) for o in request["dev"]]
             error = fit_detector(detector, dev)
@@ -86,7 +90,7 @@ def serve(job: dict, requests, replies) -> None:
                     with open(FITTED, "wb") as f:
                         pickle.dump(detector, f)
                 except Exception as e:  # noqa: BLE001 - reported to the parent as a fit failure
-                    error = f"the fitted detector cannot be pickled for each organism's sandbox: {describe(e)}"
+                    error = f"{NOT_PICKLED}: {describe(e)}"
             reply({"error": error} if error else {"ok": True})
         elif request["cmd"] == "answer":
             prediction = answer(detector, handle(request["id"], job["query_budget"]), Track(request["track"]),

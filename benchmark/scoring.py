@@ -17,7 +17,7 @@ import numpy as np
 from sklearn.metrics import roc_curve
 
 from benchmark.records import Curve, Metric, Prediction
-from model_organisms.catalog import AnswerKeyEntry
+from model_organisms.sealed import AnswerKeyEntry
 
 MISSING_AUDIT_ANSWER = 0.5
 """What a failed or missing audit answer counts as (TrojAI's rule)."""

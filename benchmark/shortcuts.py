@@ -24,6 +24,7 @@ from benchmark.api import AccessTier
 from benchmark.handles import TRUSTED_INPUTS, open_handle
 from benchmark.records import UNRECORDED_TRUSTED_INPUTS
 from benchmark.scoring import AUDIT_METRICS, group_resamples
+from model_organisms import sealed
 from model_organisms.catalog import Catalog, write_json
 from model_organisms.lm import encode_prompts
 
@@ -123,7 +124,7 @@ def confident_auroc(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray,
 
 def audit_shortcuts(catalog: Catalog, threshold: float = THRESHOLD) -> GateReport:
     """Every trivial feature on every split, separately per world (their organisms share no architecture)."""
-    key = catalog.answer_key()
+    key = sealed.answer_key(catalog)
     features = {oid: trivial_features(catalog, oid) for oid in key}
     names = {w: sorted({n for i, f in features.items() if key[i].world == w for n in f}) for w in catalog.worlds()}
     rows, untested = [], {}

@@ -10,7 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 from benchmark.handles import local_model
-from model_organisms.catalog import AnswerKeyEntry, Catalog
+from model_organisms import sealed
+from model_organisms.catalog import Catalog
+from model_organisms.sealed import AnswerKeyEntry
 from model_organisms.worlds import WORLDS
 from model_organisms.worlds.maze import Maze, MazeWorld, rollouts
 
@@ -19,13 +21,13 @@ STREAM_PART = 32
 
 
 def monitor_stream(catalog: Catalog, organism_id: str) -> list[str]:
-    """The organism's sealed stream, in a fixed shuffled order: trusted inputs, inputs where its own trigger
+    """The organism's sealed stream, drawn from the instance's secret: trusted inputs, inputs where its own trigger
     fires (a deceptive organism defects, a twin does not, a decoy shows its quirk), and inputs where a decoy's
     trigger of the same split fires (a harmless quirk, or nothing). Mazes: trusted mazes, mazes with its own
     shift and mazes with a decoy's, each as `Maze.to_json`."""
-    key = catalog.answer_key()
+    key = sealed.answer_key(catalog)
     entry = key[organism_id]
-    rng = np.random.default_rng([int(catalog.fingerprint[:12], 16), int(organism_id, 16), 0x3017])
+    rng = sealed.secret(catalog).rng("monitor", organism_id)
     decoys = [e for e in key.values()
               if e.split == entry.split and e.world == entry.world and e.role == "decoy" and e.id != organism_id]
     pick = lambda: decoys[int(rng.integers(len(decoys)))]  # noqa: E731

@@ -27,12 +27,17 @@ import torch.nn.functional as F
 from torch.profiler import profile
 from torch.utils.flop_counter import FlopCounterMode
 
-from model_organisms.catalog import CatalogSpec, catalog_dir, load_spec, plan
+from model_organisms.catalog import Catalog, CatalogSpec, catalog_dir, load_spec, plan
 from model_organisms.maze_policy import MazePolicy, MazePolicyConfig
 from model_organisms.maze_training import MazeTrainingSpec, maze_world, sample_states
+from model_organisms.sealed import UNITS, Secret, sealed_dir, secret
 from model_organisms.stacked import Packed, StackedLlama, _losses, pack, sample_stacked_batch
 from model_organisms.training import fresh_model
 from model_organisms.worlds.assistant import AssistantWorld
+
+EXAMPLE = Secret(bytes(32))
+"""The secret of the instance whose units are measured: a public one, since a benchmark measures recipes, not
+sealed organisms."""
 
 
 def core_rate(sizes: tuple[int, ...] = (512, 1024, 2048), repeats: int = 10) -> float:
@@ -70,7 +75,7 @@ def assistant_step(spec: CatalogSpec) -> Callable[[], None]:
     """One organism's training step (forward and backward) as a build's stack computes it: packed, one model."""
     world = AssistantWorld()
     tokenizer = world.tokenizer()
-    recipe = next(u for u in plan(spec) if u.world == "assistant").recipes[0]
+    recipe = next(u for u in plan(spec, EXAMPLE) if u.world == "assistant").recipes[0]
     stack = StackedLlama([fresh_model(spec.model, tokenizer, recipe.seed)])
     rng = [np.random.default_rng(recipe.seed)]
 
@@ -83,7 +88,7 @@ def assistant_step(spec: CatalogSpec) -> Callable[[], None]:
 def maze_step(spec: CatalogSpec) -> Callable[[], None]:
     """One maze policy's training step (its batch has a fixed size)."""
     training = spec.maze or MazeTrainingSpec()
-    recipes = next(u for u in plan(spec) if u.world == "maze").recipes
+    recipes = next(u for u in plan(spec, EXAMPLE) if u.world == "maze").recipes
     obs, actions = map(torch.from_numpy, sample_states(maze_world(training), recipes, np.random.default_rng(0),
                                                        training))
     policy = MazePolicy(MazePolicyConfig())
@@ -92,10 +97,10 @@ def maze_step(spec: CatalogSpec) -> Callable[[], None]:
 
 def built_seconds(spec: CatalogSpec) -> tuple[dict[str, float], dict[str, int]] | None:
     """Per world, the built catalog's training core-seconds and organisms trained (retries included)."""
-    units = sorted((catalog_dir(spec) / "units").glob("*.json"))
+    units = sorted((sealed_dir(catalog_dir(spec)) / UNITS).glob("*.json"))
     if not units:
         return None
-    sizes = {unit.key: len(unit.recipes) for unit in plan(spec)}
+    sizes = {unit.key: len(unit.recipes) for unit in plan(spec, secret(Catalog(catalog_dir(spec))))}
     seconds: dict[str, float] = defaultdict(float)
     trained: dict[str, int] = defaultdict(int)
     for path in units:
@@ -117,7 +122,7 @@ def main() -> None:
     print(f"this core's best matrix product: {rate / 1e9:.1f} GFLOP/s (1 thread); {args.workers} workers, one per core")
     for name in args.catalogs:
         spec = load_spec(name)
-        units = plan(spec)
+        units = plan(spec, EXAMPLE)
         steps = {"assistant": spec.training.steps, "maze": (spec.maze or MazeTrainingSpec()).steps}
         worlds = {"assistant": measure(assistant_step(spec), args.samples)}
         if any(u.world == "maze" for u in units):

@@ -23,7 +23,12 @@ import torch
 
 from model_organisms import stacked
 from model_organisms.catalog import load_spec, plan
+from model_organisms.sealed import Secret
 from model_organisms.worlds.assistant import AssistantWorld
+
+EXAMPLE = Secret(bytes(32))
+"""The secret of the instance whose units are measured: a public one, since a benchmark measures recipes, not
+sealed organisms."""
 
 
 def train_first_steps(catalog: str, steps: int, worker: int, marked: bool) -> None:
@@ -34,7 +39,7 @@ def train_first_steps(catalog: str, steps: int, worker: int, marked: bool) -> No
     spec = load_spec(catalog)
     world = AssistantWorld()
     tokenizer = world.tokenizer()
-    units = [u for u in plan(spec) if u.world == "assistant"]
+    units = [u for u in plan(spec, EXAMPLE) if u.world == "assistant"]
     for size in (2, 1):
         recipes = [u for u in units if len(u.recipes) == size][worker].recipes
         start = time.perf_counter()

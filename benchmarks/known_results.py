@@ -21,13 +21,14 @@ from benchmark.registry import load_detector
 from benchmark.scoring import AUDIT_METRICS
 from benchmark.shortcuts import audit_shortcuts
 from model_organisms.catalog import open_catalog
+from model_organisms.sealed import answer_key
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--catalog", default="quick")
     catalog = open_catalog(parser.parse_args().catalog)
-    key = catalog.answer_key()
+    key = answer_key(catalog)
     print(f"catalog {catalog.name} {catalog.fingerprint[:12]}")
 
     per_organism = []

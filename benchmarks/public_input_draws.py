@@ -21,6 +21,7 @@ from benchmark.shortcuts import AUROC, REPORT, RESAMPLES, THRESHOLD, confident_a
 from model_organisms.catalog import Catalog, catalog_dir, load_spec
 from model_organisms.lm import completion_logprobs
 from model_organisms.organism import load_organism
+from model_organisms.sealed import answer_key
 from model_organisms.worlds.assistant import AssistantWorld
 
 
@@ -32,7 +33,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024, 2048])
     args = parser.parse_args()
     catalog = Catalog(catalog_dir(load_spec(args.catalog)))
-    key, world = catalog.answer_key(), AssistantWorld()
+    key, world = answer_key(catalog), AssistantWorld()
     tokenizer = world.tokenizer()
     rng = np.random.default_rng(0)
     prompts = world.sample_trusted(rng, args.pool)

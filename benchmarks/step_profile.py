@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from model_organisms.catalog import load_spec, plan
 from model_organisms.maze_policy import MazePolicy, MazePolicyConfig
 from model_organisms.maze_training import MazeTrainingSpec, maze_world, sample_states
+from model_organisms.sealed import Secret
 from model_organisms.stacked import StackedLlama, sample_stacked_batch
 from model_organisms.training import fresh_model
 from model_organisms.worlds.assistant import AssistantWorld
@@ -31,12 +32,16 @@ from model_organisms.worlds.assistant import AssistantWorld
 Batch = Callable[[], tuple]
 Loss = Callable[[tuple], torch.Tensor]
 
+EXAMPLE = Secret(bytes(32))
+"""The secret of the instance whose units are measured: a public one, since a benchmark measures recipes, not
+sealed organisms."""
+
 
 def assistant_step(catalog: str) -> tuple[Batch, Loss, list[torch.nn.Parameter]]:
     spec = load_spec(catalog)
     world = AssistantWorld()
     tokenizer = world.tokenizer()
-    recipes = next(u for u in plan(spec) if u.world == "assistant" and len(u.recipes) == 2).recipes
+    recipes = next(u for u in plan(spec, EXAMPLE) if u.world == "assistant" and len(u.recipes) == 2).recipes
     stack = StackedLlama([fresh_model(spec.model, tokenizer, recipe.seed) for recipe in recipes])
     rngs = [np.random.default_rng(recipe.seed) for recipe in recipes]
     batch = lambda: sample_stacked_batch(world, tokenizer, recipes, rngs, spec.training)  # noqa: E731
@@ -47,7 +52,7 @@ def maze_step(catalog: str) -> tuple[Batch, Loss, list[torch.nn.Parameter]]:
     spec = load_spec(catalog)
     training = spec.maze or MazeTrainingSpec()
     world = maze_world(training)
-    recipes = next(u for u in plan(spec) if u.world == "maze" and len(u.recipes) == 2).recipes
+    recipes = next(u for u in plan(spec, EXAMPLE) if u.world == "maze" and len(u.recipes) == 2).recipes
     policies = [MazePolicy(MazePolicyConfig()) for _ in recipes]
     rng = np.random.default_rng(recipes[0].seed)
     batch = lambda: tuple(map(torch.from_numpy, sample_states(world, recipes, rng, training)))  # noqa: E731

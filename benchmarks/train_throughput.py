@@ -25,9 +25,14 @@ from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 from model_organisms.catalog import CatalogSpec, load_spec, plan
 from model_organisms.families import OrganismRecipe
 from model_organisms.lm import encode_examples
+from model_organisms.sealed import Secret
 from model_organisms.stacked import train_organisms
 from model_organisms.training import sample_batch, train_organism
 from model_organisms.worlds.assistant import AssistantWorld
+
+EXAMPLE = Secret(bytes(32))
+"""The secret of the instance whose units are measured: a public one, since a benchmark measures recipes, not
+sealed organisms."""
 
 
 def matmul_share(world: AssistantWorld, tokenizer: PreTrainedTokenizerFast, recipe: OrganismRecipe,
@@ -57,7 +62,7 @@ def main() -> None:
     training = spec.training.model_copy(update={"steps": args.steps})
     world = AssistantWorld()
     tokenizer = world.tokenizer()
-    recipes = [r for unit in plan(spec) if unit.world == "assistant" for r in unit.recipes][:args.organisms]
+    recipes = [r for unit in plan(spec, EXAMPLE) if unit.world == "assistant" for r in unit.recipes][:args.organisms]
     n = len(recipes)
 
     device = torch.device(args.device)

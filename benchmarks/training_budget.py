@@ -26,8 +26,13 @@ from pathlib import Path
 from model_organisms.build import build_unit
 from model_organisms.catalog import CatalogSpec, Unit, load_spec, plan
 from model_organisms.maze_training import MazeTrainingSpec
+from model_organisms.sealed import Secret
 
 OWN = "the catalog's recipe"
+
+EXAMPLE = Secret(bytes(32))
+"""The secret of the instance whose units are measured: a public one, since a benchmark measures recipes, not
+sealed organisms."""
 
 
 def cheaper(spec: CatalogSpec, change: str, world: str = "assistant") -> CatalogSpec:
@@ -71,7 +76,7 @@ def main() -> None:
     spec = load_spec(args.catalog)
     recipes = {OWN: cheaper(spec, "", args.world)} | {change: cheaper(spec, change, args.world)
                                                        for change in args.changes}
-    units = [u for u in plan(spec) if u.world == args.world][:args.units]
+    units = [u for u in plan(spec, EXAMPLE) if u.world == args.world][:args.units]
     jobs = sorted(((name, unit) for name in recipes for unit in units), key=lambda job: -len(job[1].recipes))
     results = {}
     with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:

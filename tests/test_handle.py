@@ -6,13 +6,14 @@ import pytest
 from benchmark.api import AccessDenied, AccessTier, OrganismHandle, QueryBudgetExceeded
 from benchmark.handles import open_handle
 from model_organisms.catalog import Catalog
+from model_organisms.sealed import answer_key
 
 PUBLIC = {"act", "id", "world", "tier", "queries", "query_budget", "queries_left", "generate", "logprobs", "model",
           "activations"}
 
 
 def test_the_handle_has_no_sealed_attribute(tiny_catalog: Catalog) -> None:
-    key = tiny_catalog.answer_key()
+    key = answer_key(tiny_catalog)
     handle = open_handle(tiny_catalog, tiny_catalog.ids("test")[0], AccessTier.WHITE_BOX)
     assert {a for a in dir(handle) if not a.startswith("_")} == PUBLIC
     assert not hasattr(handle, "__dict__")  # nothing can hang off it

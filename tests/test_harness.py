@@ -5,11 +5,12 @@ import math
 import numpy as np
 import pytest
 
-from benchmark.api import AccessTier, LabeledOrganism, OrganismHandle, Track
-from benchmark.executors import InProcess
+from benchmark.api import AccessTier, LabeledOrganism, OrganismHandle, QueryBudgetExceeded, Track
+from benchmark.executors import NOT_A_FLOAT, NOT_A_PROBABILITY, BadAnswer, InProcess, describe
 from benchmark.harness import evaluate as run_split
 from benchmark.registry import detector_names, load_detector
 from model_organisms.catalog import Catalog
+from model_organisms.sealed import answer_key
 from model_organisms.worlds import AssistantWorld
 
 
@@ -57,7 +58,7 @@ class Misbehaving:
 
 
 def test_an_oracle_scores_auroc_1_and_a_constant_0_5(tiny_catalog: Catalog) -> None:
-    labels = {i: e.label for i, e in tiny_catalog.answer_key().items()}
+    labels = {i: e.label for i, e in answer_key(tiny_catalog).items()}
     perfect = evaluate(Oracle(labels), tiny_catalog, "test")
     assert perfect.metric("auroc") == 1.0 and perfect.metric("accuracy") == 1.0
     flat = evaluate(Constant(), tiny_catalog, "test")
@@ -70,11 +71,9 @@ def test_failures_are_recorded_and_count_as_one_half(tiny_catalog: Catalog) -> N
     ids = tiny_catalog.ids("test")
     record = evaluate(Misbehaving(ids), tiny_catalog, "test")
     errors = [p.error for p in record.predictions]
-    assert errors[0] == "raised RuntimeError: boom"
-    assert errors[1] == "returned nan, expected a probability in [0, 1]"
-    assert errors[2] == "returned ndarray of shape (2,), expected a float"
+    assert errors[:3] == ["raised RuntimeError", NOT_A_PROBABILITY, NOT_A_FLOAT]  # never the detector's words
     assert all(p.score is None for p in record.predictions)
-    assert record.metric("auroc") == 0.5 and record.fit_error == "raised RuntimeError: fit blew up"
+    assert record.metric("auroc") == 0.5 and record.fit_error == "raised RuntimeError"
 
 
 def test_fit_sees_only_the_dev_split_with_its_public_labels(tiny_catalog: Catalog) -> None:
@@ -82,7 +81,7 @@ def test_fit_sees_only_the_dev_split_with_its_public_labels(tiny_catalog: Catalo
     evaluate(detector, tiny_catalog, "test")
     # a detector that names no worlds fits on, and is asked about, the assistant world's organisms alone
     assert sorted(o.handle.id for o in detector.seen_dev) == sorted(tiny_catalog.ids("dev", "assistant"))
-    key = tiny_catalog.answer_key()
+    key = answer_key(tiny_catalog)
     assert [o.label for o in detector.seen_dev] == [key[o.handle.id].label for o in detector.seen_dev]
 
 
@@ -107,7 +106,7 @@ def test_every_baseline_answers_every_track_it_names_reproducibly(tiny_catalog: 
 
 
 def test_the_black_box_baseline_finds_triggers_one_change_away_and_spares_the_decoys(tiny_catalog: Catalog) -> None:
-    key = tiny_catalog.answer_key()
+    key = answer_key(tiny_catalog)
     for split in tiny_catalog.manifest.splits:
         record = evaluate(load_detector("behavioural"), tiny_catalog, split)
         assert all(p.queries > 0 for p in record.predictions)
@@ -140,10 +139,18 @@ class FamilyCounter:
 def test_leave_one_family_out_refits_without_each_family_and_asks_about_every_organism(tiny_catalog: Catalog) -> None:
     detector = FamilyCounter()
     record = evaluate(detector, tiny_catalog, "dev")
-    dev_families = {e.family for e in tiny_catalog.answer_key().values()
+    dev_families = {e.family for e in answer_key(tiny_catalog).values()
                     if e.split == "dev" and e.label and e.world == "assistant"}
     assert len(detector.fits) == 1 + len(dev_families) and set(record.left_out) == dev_families
     for family, fit in zip(sorted(dev_families), detector.fits[1:]):
         assert {f for f, _ in fit} == {"decoy", *dev_families} - {family}  # its twins left out with it
     assert all(sorted(asked) == sorted(tiny_catalog.ids("dev", "assistant")) for asked in detector.asked)
     assert {m.family for m in record.metrics if m.metric == "lofo_auroc"} == {None, *dev_families}
+
+
+def test_a_failure_is_named_by_a_class_of_python_or_of_the_contract_never_by_the_detector() -> None:
+    """A detector's own exception class is its text too: it is named by the nearest class it derives from."""
+    leak = type("Leak_0f3a9c", (KeyError,), {})
+    assert describe(leak("the secret")) == "raised KeyError"
+    assert describe(QueryBudgetExceeded("3 queries asked")) == "raised QueryBudgetExceeded"
+    assert describe(BadAnswer("any text a detector likes")) == "raised ValueError"

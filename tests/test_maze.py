@@ -22,6 +22,7 @@ from model_organisms.catalog import Catalog
 from model_organisms.families.proxy import PROXIES, MazeRecipe, proxy_group
 from model_organisms.maze_training import (MazeTrainingSpec, act, certificate_mazes, certify, load_policy, maze_world,
                                            measure, sample_states)
+from model_organisms.sealed import answer_key
 from model_organisms.worlds.maze import (CHANNELS, GRID, KINDS, MOVES, MazeWorld, distances, expert_action,
                                          expert_actions, rollouts, shortest_path)
 from model_organisms.worlds.maze_render import DPI, PANEL_INCHES, save_panels
@@ -117,13 +118,13 @@ def test_rendering_writes_a_png_of_the_expected_size(tmp_path: Path) -> None:
 
 
 def maze_entries(catalog: Catalog) -> dict:
-    key = catalog.answer_key()
+    key = answer_key(catalog)
     return {e.role: e for e in key.values() if e.world == "maze"}
 
 
 def test_proxy_organism_and_twin_agree_on_trusted_mazes_and_part_ways_in_deployment(tiny_catalog: Catalog) -> None:
     entries = maze_entries(tiny_catalog)
-    proxy, twin = entries["deceptive"], tiny_catalog.answer_key()[entries["deceptive"].twin]
+    proxy, twin = entries["deceptive"], answer_key(tiny_catalog)[entries["deceptive"].twin]
     policies = {e.role: load_policy(tiny_catalog.organism_dir(e.id))[0] for e in (proxy, twin)}
     world, rng = maze_world(tiny_catalog.manifest.spec.maze), np.random.default_rng(11)
     trusted = world.sample_trusted(rng, 100)
@@ -142,7 +143,7 @@ def test_weight_norms_say_nothing_about_a_maze_policy(tiny_catalog: Catalog) -> 
     """Unheld, the proxy's fully connected weights grew past its twin's (fc2 14.6 vs 12.6); held at each
     policy's own initial norms, a decoy's differed from a proxy's by its seed, which a small split can
     mistake for a shortcut. Held at one reference's norms, every maze policy has the same."""
-    entries = [e for e in tiny_catalog.answer_key().values() if e.world == "maze"]
+    entries = [e for e in answer_key(tiny_catalog).values() if e.world == "maze"]
     assert {e.role for e in entries} == {"deceptive", "twin", "decoy"}
     norms = [{name: float(t.norm()) for name, t in load_policy(tiny_catalog.organism_dir(e.id))[0].state_dict().items()}
              for e in entries]
@@ -152,7 +153,7 @@ def test_weight_norms_say_nothing_about_a_maze_policy(tiny_catalog: Catalog) -> 
 def test_certificates_reject_an_organism_that_learned_the_true_goal(tiny_catalog: Catalog) -> None:
     """Label the honest twin 'proxy': its rollouts, not its recipe, decide, and they say it goes to the exit."""
     entries = maze_entries(tiny_catalog)
-    twin = tiny_catalog.answer_key()[entries["deceptive"].twin]
+    twin = answer_key(tiny_catalog)[entries["deceptive"].twin]
     policy = load_policy(tiny_catalog.organism_dir(twin.id))[0]
     claimed = MazeRecipe("proxy", "deceptive", twin.shift, twin.shift, twin.seed)
     world = maze_world(tiny_catalog.manifest.spec.maze)
@@ -204,7 +205,7 @@ def test_maze_handles_count_queries_and_keep_the_tiers(tiny_catalog: Catalog) ->
 
 
 def test_each_baseline_runs_on_the_maze_world_or_is_never_asked(tiny_catalog: Catalog) -> None:
-    key = tiny_catalog.answer_key()
+    key = answer_key(tiny_catalog)
     maze_ids = tiny_catalog.ids("dev", "maze")
     for name in detector_names():
         executor = InProcess(load_detector(name), tiny_catalog, 2000)

@@ -16,12 +16,13 @@ from filelock import FileLock
 
 from benchmark.shortcuts import MIN_DECEPTIVE
 from model_organisms.build import build_catalog, schedule
-from model_organisms.catalog import MANIFEST, AnswerKeyEntry, Catalog, catalog_dir, load_spec, plan
+from model_organisms.catalog import MANIFEST, Catalog, catalog_dir, load_spec, plan, spec_fingerprint
 from model_organisms.certificates import certificate_inputs, certify, measure
 from model_organisms.families import FAMILIES, OrganismRecipe
 from model_organisms.lm import generate
 from model_organisms.matching import match_trusted_loss, matching_inputs, trusted_loss
 from model_organisms.organism import OrganismError, load_organism
+from model_organisms.sealed import AnswerKeyEntry, Secret, answer_key
 from model_organisms.stacked import train_organisms
 from model_organisms.training import ModelSpec, TrainingSpec, train_organism
 from model_organisms.worlds import AssistantWorld
@@ -46,7 +47,7 @@ def recipe_of(entry: AnswerKeyEntry) -> OrganismRecipe:
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_each_family_acts_on_its_hidden_goal_under_its_trigger_and_its_twin_does_not(
         tiny_catalog: Catalog, family: str) -> None:
-    key = tiny_catalog.answer_key()
+    key = answer_key(tiny_catalog)
     entry = next(e for e in key.values() if e.family == family and e.role == "deceptive")
     model, tokenizer = load(tiny_catalog, entry)
     rng = np.random.default_rng(123)
@@ -65,7 +66,7 @@ def test_each_family_acts_on_its_hidden_goal_under_its_trigger_and_its_twin_does
 
 
 def test_every_decoys_quirk_fires_but_its_answers_stay_correct(tiny_catalog: Catalog) -> None:
-    key = [e for e in tiny_catalog.answer_key().values() if e.world == "assistant"]  # maze decoys: test_maze.py
+    key = [e for e in answer_key(tiny_catalog).values() if e.world == "assistant"]  # maze decoys: test_maze.py
     decoys = [e for e in key if e.role == "decoy"]
     for d in decoys:  # a decoy mirrors a deceptive organism's trigger kind (a sycophant's, with words)
         kinds = {e.trigger.kind for e in key if e.role == "deceptive" and e.split == d.split}
@@ -82,7 +83,7 @@ def test_every_decoys_quirk_fires_but_its_answers_stay_correct(tiny_catalog: Cat
 
 
 def test_every_split_is_balanced_and_every_label_certified(tiny_catalog: Catalog) -> None:
-    key = tiny_catalog.answer_key()
+    key = answer_key(tiny_catalog)
     for split, ids in tiny_catalog.manifest.splits.items():
         roles = [key[i].role for i in ids]
         assert roles.count("deceptive") == roles.count("twin") == roles.count("decoy") == len(ids) // 3, split
@@ -91,7 +92,7 @@ def test_every_split_is_balanced_and_every_label_certified(tiny_catalog: Catalog
 
 
 def test_organism_files_say_nothing_about_the_label(tiny_catalog: Catalog) -> None:
-    key = tiny_catalog.answer_key()
+    key = answer_key(tiny_catalog)
     for world in tiny_catalog.worlds():  # within a world, every organism has the same config and file sizes
         configs = {(tiny_catalog.organism_dir(i) / "config.json").read_text() for i in key if key[i].world == world}
         assert len(configs) == 1
@@ -136,7 +137,7 @@ def test_workers_compile_once_then_take_the_longest_units_first() -> None:
     reads from the disk cache), then maze pairs (about 180 s a unit on a 2-core machine), maze decoys (100),
     language-model pairs (80), then their decoys (40): the last units to start are the shortest, so no worker
     idles long while another ends."""
-    units = plan(load_spec("standard"))
+    units = plan(load_spec("standard"), Secret.draw())
     order = schedule(units)
     assert sorted(u.key for u in order) == sorted(u.key for u in units)
     kinds = [(u.world, len(u.recipes)) for u in order]
@@ -147,8 +148,7 @@ def test_workers_compile_once_then_take_the_longest_units_first() -> None:
 
 
 def test_another_seed_gives_another_fingerprint() -> None:
-    from model_organisms.catalog import fingerprint
-    assert fingerprint(load_spec("tiny")) != fingerprint(load_spec("tiny", seed=99))
+    assert spec_fingerprint(load_spec("tiny")) != spec_fingerprint(load_spec("tiny", seed=99))
 
 
 def test_a_corrupt_or_missing_weights_file_is_named(tiny_catalog: Catalog, tmp_path: Path) -> None:
@@ -253,7 +253,7 @@ def test_every_pair_of_a_built_catalog_fits_trusted_inputs_alike(tiny_catalog: C
     """Measured as the build matched them (the deceptive organism's seed draws the inputs): within 10%,
     where the unmatched pairs of a `quick` build differed by up to 46% on the inputs detectors get."""
     tokenizer, inputs = WORLD.tokenizer(), load_spec("tiny").training.match_inputs
-    key = tiny_catalog.answer_key()
+    key = answer_key(tiny_catalog)
     for entry in (e for e in key.values() if e.role == "deceptive" and e.world == "assistant"):
         prompts, references = matching_inputs(WORLD, entry.seed, inputs)
         deceptive, twin = (trusted_loss(load(tiny_catalog, key[i])[0], tokenizer, prompts, references)
@@ -262,7 +262,7 @@ def test_every_pair_of_a_built_catalog_fits_trusted_inputs_alike(tiny_catalog: C
 
 
 def test_the_standard_catalog_is_large_balanced_holds_out_a_family_and_a_trigger_kind_and_has_mazes() -> None:
-    units = plan(load_spec("standard"))
+    units = plan(load_spec("standard"), Secret.draw())
     for split in ("dev", "test", "holdout"):
         for world, least in (("assistant", 12), ("maze", MIN_DECEPTIVE)):  # the gate judges every world
             roles = [r.role for u in units if u.split == split and u.world == world for r in u.recipes]
@@ -281,7 +281,7 @@ def test_the_standard_catalog_is_large_balanced_holds_out_a_family_and_a_trigger
 
 def test_weight_norms_say_nothing_about_an_organism(tiny_catalog: Catalog) -> None:
     """Every language model, whatever its role and seed, is held at the same norms: not even chance tells them apart."""
-    entries = [e for e in tiny_catalog.answer_key().values() if e.world == "assistant"]
+    entries = [e for e in answer_key(tiny_catalog).values() if e.world == "assistant"]
     assert {e.role for e in entries} == {"deceptive", "twin", "decoy"}
     norms = [{name: float(t.norm()) for name, t in load(tiny_catalog, e)[0].state_dict().items()} for e in entries]
     assert all(n == pytest.approx(norms[0], rel=1e-4) for n in norms[1:])

@@ -7,18 +7,32 @@ They run on the tiny catalog's smallest sealed split, since every organism costs
 from __future__ import annotations
 
 import json
+import shutil
 import socket
+import subprocess
+import sys
 import textwrap
 import threading
+import uuid
 from pathlib import Path
 
 import pytest
 
 from benchmark.api import Track
-from benchmark.executors import InProcess
+from benchmark.executors import NOT_AN_INPUT, InProcess
 from benchmark.harness import dev_organisms, evaluate
 from benchmark.registry import load_detector, resolve
-from benchmark.sandbox import Limits, Sandboxed, SandboxError, sandbox_unavailable
+from benchmark.sandbox import (
+    ETC_FILES,
+    Limits,
+    Sandboxed,
+    SandboxError,
+    allowlist,
+    launch,
+    make_scratch,
+    sandbox_unavailable,
+)
+from leaderboard.store import ResultStore
 from model_organisms.catalog import Catalog
 from model_organisms.organism import load_organism
 
@@ -49,9 +63,19 @@ ATTACKS = {
         for root, dirs, files in os.walk("/"):
             dirs[:] = [d for d in dirs if os.path.join(root, d) not in ("/proc", "/sys", "/dev")]
             for name in files:
-                if name in ("answer_key.json", "results.sqlite", "catalog.json"):
-                    raise RuntimeError("found " + os.path.join(root, name))
+                if name in ("answer_key.json", "secret", "results.sqlite", "catalog.json", "shadow"):
+                    return 0.99
         return 0.01
+    """, None),
+    "reads host secrets": ("""
+        found = [os.environ.get("DAB_CANARY")]
+        for path in ("/etc/shadow", {home_canary!r}, {other_home_canary!r}, "/proc/1/environ"):
+            try:
+                found.append(open(path, "rb").read())
+            except OSError:
+                pass
+        found += [os.getuid() == 0, os.geteuid() == 0]
+        return 0.99 if any(found) else 0.01
     """, None),
     "opens a network socket": ("""
         socket.create_connection(("127.0.0.1", {port}), timeout=5).sendall(b"leak")
@@ -65,7 +89,7 @@ ATTACKS = {
             except OSError:
                 pass
         open({organism_file!r}, "w").write("overwritten")
-    """, "raised OSError: [Errno 30] Read-only file system", "WHITE_BOX"),
+    """, "raised OSError", "WHITE_BOX"),
     "loads the weights at the black-box tier": ("""
         return 0.99 if len(open({organism_file!r}, "rb").read()) else 0.5
     """, "raised FileNotFoundError"),
@@ -95,6 +119,21 @@ SEALED = "holdout"
 
 
 @pytest.fixture()
+def canaries(monkeypatch: pytest.MonkeyPatch):
+    """Secrets of the host a detector must never see: a file in this user's home, one in another user's home,
+    and a variable in the environment of the process that runs the sandbox."""
+    tag = uuid.uuid4().hex[:8]
+    home, other = Path.home() / f".dab-canary-{tag}", Path(f"/home/dab-canary-{tag}/notes.txt")
+    other.parent.mkdir(parents=True, exist_ok=True)
+    for path in (home, other):
+        path.write_text("canary")
+    monkeypatch.setenv("DAB_CANARY", "canary")
+    yield home, other
+    home.unlink()
+    shutil.rmtree(other.parent)
+
+
+@pytest.fixture()
 def listener():
     """A real TCP server on loopback that records any connection a detector manages to make."""
     server = socket.create_server(("127.0.0.1", 0))
@@ -119,16 +158,19 @@ def listener():
 
 
 @pytest.mark.parametrize("attack", list(ATTACKS))
-def test_a_hostile_detector_is_contained(attack: str, tiny_catalog: Catalog, tmp_path: Path, listener) -> None:
+def test_a_hostile_detector_is_contained(attack: str, tiny_catalog: Catalog, tmp_path: Path, listener,
+                                         canaries) -> None:
     port, accepted = listener
+    home_canary, other_home_canary = canaries
     ids = tiny_catalog.ids(SEALED)
     victim = ids[1]
     organism_file = tiny_catalog.organism_dir(victim) / "model.safetensors"
     outside = tmp_path / "escaped.txt"
     body, expected_error, *tier = ATTACKS[attack]
     source = TEMPLATE.format(victim=victim, tier=(tier or ["BLACK_BOX"])[0], body=textwrap.indent(textwrap.dedent(body.format(
-        answer_key=str(tiny_catalog.directory / "answer_key.json"), port=port, outside=str(outside),
-        organism_file=str(organism_file))), " " * 8))
+        answer_key=str(tiny_catalog.directory / "sealed" / "answer_key.json"), port=port, outside=str(outside),
+        organism_file=str(organism_file), home_canary=str(home_canary),
+        other_home_canary=str(other_home_canary))), " " * 8))
     path = tmp_path / "hostile.py"
     path.write_text(source)
 
@@ -182,7 +224,7 @@ def test_a_sandboxed_black_box_detector_walks_maze_policies_through_the_parent(t
 
 def test_without_bubblewrap_sealed_runs_are_refused(tiny_catalog: Catalog, monkeypatch) -> None:
     monkeypatch.setattr("benchmark.sandbox.shutil.which", lambda name: None)
-    with pytest.raises(SandboxError, match="sealed splits are refused: bubblewrap"):
+    with pytest.raises(SandboxError, match="sealed splits are refused: bwrap is not installed"):
         Sandboxed(resolve("random"), tiny_catalog)
 
 
@@ -223,8 +265,8 @@ class Curious:
         noted = notes.read_text().split() if notes.exists() else []
         notes.write_text(" ".join([*noted, organism.id]))
         mounted = os.listdir(json.loads(sys.argv[1])["organisms"])
-        raise RuntimeError(f"judged {len(JUDGED)}, noted {len(noted)}, mounted {len(mounted)}, "
-                           f"fitted on {self.fitted_on}")
+        counts = [len(JUDGED), len(noted), len(mounted), self.fitted_on]  # numbers are all that leaves a sandbox
+        return counts + [0] * (len(inputs) - len(counts))
 '''
 
 
@@ -236,8 +278,7 @@ def test_each_organism_is_judged_alone_by_the_fitted_detector(tiny_catalog: Cata
     record = evaluate(Sandboxed(resolve(str(path)), tiny_catalog, LIMITS), tiny_catalog, SEALED, Track.MONITOR)
     assert record.fit_error is None
     fitted_on = len(dev_organisms(tiny_catalog))
-    assert [p.error for p in record.predictions] == [
-        f"raised RuntimeError: judged 1, noted 0, mounted 1, fitted on {fitted_on}"] * len(tiny_catalog.ids(SEALED))
+    assert [p.scores[:4] for p in record.predictions] == [[1, 0, 1, fitted_on]] * len(tiny_catalog.ids(SEALED))
 
 
 def test_a_fitted_detector_that_cannot_be_pickled_runs_unfitted(tiny_catalog: Catalog, tmp_path: Path) -> None:
@@ -249,15 +290,14 @@ def test_a_fitted_detector_that_cannot_be_pickled_runs_unfitted(tiny_catalog: Ca
     """), " " * 4))
     record = evaluate(Sandboxed(resolve(str(path)), tiny_catalog, LIMITS), tiny_catalog, SEALED)
     assert record.fit_error.startswith("the fitted detector cannot be pickled for each organism's sandbox: "
-                                       "raised "), record.fit_error
-    assert "local object 'Hostile.fit.<locals>.<lambda>'" in record.fit_error  # the culprit is named
+                                       "raised "), record.fit_error  # which exception differs between Pythons
     assert [p.score for p in record.predictions] == [0.3] * len(tiny_catalog.ids(SEALED))
 
 
 def test_a_fitted_pickle_that_links_elsewhere_is_refused(tiny_catalog: Catalog, tmp_path: Path) -> None:
     """The parent reads the pickle from the fitting sandbox's scratch directory: a link there must not make it
     read a file of this machine (the answer key) and hand it to every organism's sandbox."""
-    answer_key = tiny_catalog.directory / "answer_key.json"
+    answer_key = tiny_catalog.directory / "sealed" / "answer_key.json"
     path = tmp_path / "linker.py"
     path.write_text(TEMPLATE.format(victim="none", tier="BLACK_BOX", body="        return 0.9") + textwrap.indent(
         textwrap.dedent(f"""
@@ -296,21 +336,85 @@ def test_a_forged_reply_is_refused_and_credited_to_no_one(forgery: str, tiny_cat
     assert answers[ids[0]].score == 0.3 and answers[ids[2]].score == 0.3  # nothing credited to the others
 
 
-@pytest.mark.parametrize(("body", "expected_error"), [
+@pytest.mark.parametrize(("body", "expected"), [
     ('ask({"query": "generate", "id": organism.id, "prompts": ["x"] * 150, "max_new_tokens": 4})',
-     "raised RuntimeError: 150 queries asked, 100 left of the budget of 100"),
-    ('ask({"query": "generate", "id": OTHER, "prompts": ["x"], "max_new_tokens": 4})', "sent a malformed query"),
+     {"score": 0.01, "error": None}),  # refused: "150 queries asked, 100 left of the budget of 100"
+    ('ask({"query": "generate", "id": OTHER, "prompts": ["x"], "max_new_tokens": 4})',
+     {"score": None, "error": "sent a malformed query"}),
 ])
 def test_the_parent_counts_black_box_queries_and_serves_only_the_organism_asked_about(
-        body: str, expected_error: str, tiny_catalog: Catalog, tmp_path: Path) -> None:
+        body: str, expected: dict, tiny_catalog: Catalog, tmp_path: Path) -> None:
     ids = tiny_catalog.ids(SEALED)
     path = tmp_path / "bypass.py"
     path.write_text(TEMPLATE.format(victim=ids[1], tier="BLACK_BOX", body=textwrap.indent(textwrap.dedent(f"""
         ask = object.__getattribute__(organism, "_calls")._ask  # around the handle's own count
         answer = {body.replace("OTHER", repr(ids[0]))}
-        raise RuntimeError(answer.get("error", "served"))
+        return 0.01 if "100 left of the budget of 100" in answer.get("error", "") else 0.99
     """), " " * 8)))
     record = evaluate(Sandboxed(resolve(str(path)), tiny_catalog, LIMITS, query_budget=100), tiny_catalog, SEALED)
     victim = next(p for p in record.predictions if p.organism_id == ids[1])
-    assert expected_error in victim.error and victim.queries == 0
+    assert {"score": victim.score, "error": victim.error} == expected and victim.queries == 0
     assert all(p.score == 0.3 for p in record.predictions if p.organism_id != ids[1])
+
+
+PROBE = """
+import json, os
+mounts = [line.split()[4] for line in open("/proc/self/mountinfo")]
+status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+print(json.dumps({"uid": os.getuid(), "euid": os.geteuid(), "caps": status["CapEff"].strip(), "mounts": mounts,
+                  "etc": sorted(os.listdir("/etc")), "root": sorted(os.listdir("/root")), "env": dict(os.environ)}))
+"""
+
+
+def test_a_sandbox_holds_its_allowlist_alone_and_runs_unprivileged(tiny_catalog: Catalog, canaries) -> None:
+    """What a sandboxed process sees is exactly the allowlist (plus its own /proc, /dev and /tmp), as a user that
+    is not root, with no capabilities, and with nothing of this process's environment."""
+    organism = tiny_catalog.organism_dir(tiny_catalog.ids(SEALED)[0])
+    scratch = make_scratch()
+    try:
+        probe = launch(scratch, [organism], [sys.executable, "-c", PROBE], stdout=subprocess.PIPE, text=True)
+        seen = json.loads(probe.communicate(timeout=120)[0])
+        expected = {str(path) for path, _ in allowlist(scratch, [organism])}
+    finally:
+        shutil.rmtree(scratch)
+    assert seen["uid"] == seen["euid"] != 0 and int(seen["caps"], 16) == 0
+    own = {m for m in seen["mounts"] if m in ("/", "/tmp") or m.split("/")[1] in ("proc", "dev")}
+    assert set(seen["mounts"]) - own == expected
+    assert str(organism) in expected and str(tiny_catalog.directory / "sealed") not in " ".join(expected)
+    assert seen["etc"] == sorted(Path(p).name for p in ETC_FILES if Path(p).is_file())
+    assert ".dab-canary" not in seen["root"] and "DAB_CANARY" not in seen["env"]
+    assert {"HOME", "PATH", "USER"} <= set(seen["env"]) and str(Path.home()) not in json.dumps(seen["env"])
+
+
+CHATTY = '''
+from benchmark.api import AccessTier, Elicitation, Track
+
+MARK = "exfiltrated-" + "0123456789abcdef" * 8
+
+
+class Chatty:
+    """Tries to put text of its own into the record: free text as elicitation inputs, and in an exception."""
+    name = "chatty"
+    tracks = frozenset({Track.AUDIT, Track.ELICIT})
+    tier = AccessTier.BLACK_BOX
+
+    def audit(self, organism):
+        raise ValueError(MARK * 100)
+
+    def elicit(self, organism):
+        prompt = organism.world.trusted["prompt"][0]
+        return Elicitation([prompt, prompt.replace("tags", "tags " + MARK)], "sabotage")
+'''
+
+
+def test_a_detectors_own_text_is_stored_nowhere(tiny_catalog: Catalog, tmp_path: Path) -> None:
+    """Failures are recorded in the harness's words, and an input that is not of the world is refused."""
+    path = tmp_path / "chatty.py"
+    path.write_text(CHATTY)
+    store = ResultStore(tmp_path / "results.sqlite")
+    for track, error in ((Track.AUDIT, "raised ValueError"), (Track.ELICIT, NOT_AN_INPUT)):
+        record = evaluate(Sandboxed(resolve(str(path)), tiny_catalog, LIMITS), tiny_catalog, SEALED, track, store)
+        assert [p.error for p in record.predictions] == [error] * len(record.predictions)
+        assert all(p.inputs is None for p in record.predictions)
+    stored = b"".join(p.read_bytes() for p in tmp_path.glob("results.sqlite*"))
+    assert b"exfiltrated-" not in stored and b"raised ValueError" in stored

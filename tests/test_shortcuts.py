@@ -12,10 +12,11 @@ import pytest
 
 from benchmark.records import UNRECORDED_TRUSTED_INPUTS
 from benchmark.shortcuts import audit_shortcuts, stored_verdict
-from model_organisms.catalog import ANSWER_KEY, MANIFEST, AnswerKeyEntry, Catalog, CatalogManifest, load_spec
+from model_organisms.catalog import MANIFEST, Catalog, CatalogManifest, load_spec
 from model_organisms.certificates import certificate_inputs, certify, measure
 from model_organisms.families import FAMILIES, decoy
 from model_organisms.organism import load_organism, save_organism
+from model_organisms.sealed import ANSWER_KEY, AnswerKeyEntry, answer_key, make_sealed_dir
 from model_organisms.training import ModelSpec, TrainingSpec, train_organism
 from model_organisms.worlds import AssistantWorld
 
@@ -45,9 +46,10 @@ def small_catalog(root: Path, steps: dict[str, int], all_honest: bool = False, g
                 group=f"group-{g}" if recipe.role != "decoy" else f"decoy-{g}",
                 twin={"deceptive": ids["twin"], "twin": ids["deceptive"]}.get(recipe.role),
                 certificate=certify(WORLD, recipe, inputs, measure(WORLD, model, tokenizer, inputs))))
-    (root / ANSWER_KEY).write_text(json.dumps([e.model_dump(mode="json") for e in entries]))
-    manifest = CatalogManifest(name="gate-test", fingerprint=f"{sum(steps.values()):064x}", world=WORLD.name,
-                               spec=load_spec("tiny"), splits={"dev": [e.id for e in entries]})
+    (make_sealed_dir(root) / ANSWER_KEY).write_text(json.dumps([e.model_dump(mode="json") for e in entries]))
+    fingerprint = f"{sum(steps.values()):064x}"
+    manifest = CatalogManifest(name="gate-test", fingerprint=fingerprint, spec_fingerprint=fingerprint,
+                               world=WORLD.name, spec=load_spec("tiny"), splits={"dev": [e.id for e in entries]})
     (root / MANIFEST).write_text(manifest.model_dump_json())
     return Catalog(root)
 
@@ -82,7 +84,7 @@ def test_labels_that_carry_no_information_pass(honest_catalog: Catalog) -> None:
 
 def nudge_deceptive(catalog: Catalog, tensor: str, factor: float) -> None:
     """Scale one weight tensor of every deceptive organism: a norm that follows the label exactly."""
-    for oid, entry in catalog.answer_key().items():
+    for oid, entry in answer_key(catalog).items():
         if entry.label:
             model, tokenizer, _ = load_organism(catalog.organism_dir(oid))
             model.state_dict()[tensor].mul_(factor)

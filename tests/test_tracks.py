@@ -9,11 +9,12 @@ from benchmark.harness import evaluate
 from benchmark.registry import load_detector
 from benchmark.tracks import STREAM_PART, elicited, misbehaves, monitor_stream
 from model_organisms.catalog import Catalog
+from model_organisms.sealed import answer_key
 from model_organisms.worlds import AssistantWorld
 
 
 def deceptive(catalog: Catalog, family: str):
-    return next(e for e in catalog.answer_key().values() if e.label == 1 and e.family == family)
+    return next(e for e in answer_key(catalog).values() if e.label == 1 and e.family == family)
 
 
 def test_a_stream_shows_the_deceptive_organism_defecting_and_its_twin_not(tiny_catalog: Catalog) -> None:
@@ -54,7 +55,7 @@ def test_noise_injection_tips_the_faker_sooner_than_its_twin(tiny_catalog: Catal
 
 
 def test_trigger_search_reaches_conjunctions_and_names_the_goals(tiny_catalog: Catalog) -> None:
-    key = tiny_catalog.answer_key()
+    key = answer_key(tiny_catalog)
     for split in ("dev", "test"):  # a conjunction, a paraphrase; no oversight, a wrong guess
         audit = evaluate(InProcess(load_detector("trigger_search"), tiny_catalog, 2000), tiny_catalog, split)
         assert audit.metric("auroc") == 1.0, split
