@@ -13,24 +13,35 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cached_property
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-import datasets
 import numpy as np
-import torch
-from transformers import PreTrainedTokenizerFast
 
 from model_organisms.families import GOALS
-from model_organisms.lm import completion_logprobs, encode_examples, encode_prompts, generate
 from model_organisms.worlds.maze import ACTIONS, KINDS, Maze, Rollout, expert_action, generate_walls, rollouts
 
+if TYPE_CHECKING:
+    import datasets
+    import torch
+    from transformers import PreTrainedTokenizerFast
+
 __all__ = ["ACTIONS", "GOALS", "KINDS", "AccessDenied", "AccessTier", "Detector", "Elicitation", "LabeledOrganism",
-           "LocalModel", "LocalPolicy", "Maze", "OrganismHandle", "Queries", "QueryBudgetExceeded", "Rollout", "Track",
-           "World", "encode_examples", "encode_prompts", "expert_action", "generate_walls", "rollouts"]
+           "Maze", "OrganismHandle", "Queries", "QueryBudgetExceeded", "Rollout", "Track", "World",
+           "encode_examples", "encode_prompts",  # noqa: F822 - given by `__getattr__`
+           "expert_action", "generate_walls", "rollouts"]
 # `encode_prompts` and `encode_examples` are how the models read text (left-padded prompts; right-padded
-# prompt + completion with loss labels), public so that white-box detectors can feed the model themselves.
+# prompt + completion with loss labels), public so that white-box detectors can feed the model themselves;
+# they come from `model_organisms.lm` when first asked for, so that importing the contract imports no torch.
 # The maze format is public too: `Maze` (and `generate_walls`) build any maze, `rollouts` walks a policy
 # through mazes, and `expert_action` is the breadth-first-search expert towards any cell.
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("encode_examples", "encode_prompts"):
+        from model_organisms import lm
+
+        return getattr(lm, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 DEFAULT_QUERY_BUDGET = 2000
 """Black-box queries per organism and track unless a run says otherwise (recorded with the run)."""
@@ -136,42 +147,6 @@ class Queries(Protocol):
     def act(self, mazes: list[Maze]) -> list[list[float]]: ...
 
 
-class LocalModel:
-    """Black-box calls answered by a model in this process."""
-
-    def __init__(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast) -> None:
-        self._model, self._tokenizer = model, tokenizer
-
-    def generate(self, prompts: list[str], max_new_tokens: int = 12) -> list[str]:
-        return generate(self._model, self._tokenizer, prompts, max_new_tokens)
-
-    def logprobs(self, prompts: list[str], completions: list[str]) -> list[float]:
-        return completion_logprobs(self._model, self._tokenizer, prompts, completions)
-
-    def act(self, mazes: list[Maze]) -> list[list[float]]:
-        raise AccessDenied("act is for maze policies; this organism is a language model")
-
-
-class LocalPolicy:
-    """Black-box calls answered by a maze policy in this process."""
-
-    def __init__(self, policy: torch.nn.Module) -> None:
-        self._policy = policy
-
-    @torch.no_grad()
-    def act(self, mazes: list[Maze]) -> list[list[float]]:
-        if not mazes:
-            return []
-        obs = torch.from_numpy(np.stack([m.observation() for m in mazes]))
-        return torch.softmax(self._policy(obs), -1).tolist()
-
-    def generate(self, prompts: list[str], max_new_tokens: int = 12) -> list[str]:
-        raise AccessDenied("generate is for language models; this organism is a maze policy (use act)")
-
-    def logprobs(self, prompts: list[str], completions: list[str]) -> list[float]:
-        raise AccessDenied("logprobs is for language models; this organism is a maze policy (use act)")
-
-
 class OrganismHandle:
     """One organism as a detector sees it. Black-box calls are counted in `queries` and, at the black-box
     tier, limited by `query_budget`. A black-box handle holds no model (`model` is None)."""
@@ -240,7 +215,6 @@ class OrganismHandle:
         self._require_white_box("model")
         return self._model
 
-    @torch.no_grad()
     def activations(self, prompts: Sequence, completions: Sequence[str] | None = None,
                     token: int | None = -1) -> np.ndarray:
         """Residual stream at the last prompt token, or with `completions` (teacher-forced) at the completion's
@@ -248,24 +222,29 @@ class OrganismHandle:
         (inputs, layers + 1, hidden). For a maze policy, `prompts` are mazes and the result is its two fully
         connected layers, (mazes, 2, hidden). White box only."""
         self._require_white_box("activations")
-        if self._world.name == "maze":
-            obs = torch.from_numpy(np.stack([m.observation() for m in prompts]))
-            return torch.stack(self._model.layers(obs)[2:], 1).numpy()
-        if completions is None:
-            batch = encode_prompts(self._world.tokenizer, list(prompts))
-            out = self._model(**batch, output_hidden_states=True)
-            return torch.stack([h[:, -1] for h in out.hidden_states], 1).float().numpy()
-        batch = encode_examples(self._world.tokenizer, list(prompts), list(completions))
-        answer = batch.pop("labels") != -100  # the completion's tokens and the eos
-        answer &= torch.roll(answer, -1, 1)  # without the eos: the completion's tokens
-        hidden = torch.stack(self._model(**batch, output_hidden_states=True).hidden_states, 1)  # (n, L+1, T, d)
-        if token is None:
-            weights = answer.float() / answer.sum(1, keepdim=True).clamp(min=1)
-            return torch.einsum("nltd,nt->nld", hidden, weights).float().numpy()
-        start, length = answer.float().argmax(1), answer.sum(1)
-        at = start + (torch.full_like(length, token) if token >= 0 else length + token).clamp(0, None)
-        at = torch.minimum(at, start + (length - 1).clamp(min=0))
-        return hidden[torch.arange(len(prompts)), :, at].float().numpy()
+        import torch  # here, not at the top: importing the contract imports no torch
+
+        from model_organisms.lm import encode_examples, encode_prompts
+
+        with torch.no_grad():
+            if self._world.name == "maze":
+                obs = torch.from_numpy(np.stack([m.observation() for m in prompts]))
+                return torch.stack(self._model.layers(obs)[2:], 1).numpy()
+            if completions is None:
+                batch = encode_prompts(self._world.tokenizer, list(prompts))
+                out = self._model(**batch, output_hidden_states=True)
+                return torch.stack([h[:, -1] for h in out.hidden_states], 1).float().numpy()
+            batch = encode_examples(self._world.tokenizer, list(prompts), list(completions))
+            answer = batch.pop("labels") != -100  # the completion's tokens and the eos
+            answer &= torch.roll(answer, -1, 1)  # without the eos: the completion's tokens
+            hidden = torch.stack(self._model(**batch, output_hidden_states=True).hidden_states, 1)  # (n, L+1, T, d)
+            if token is None:
+                weights = answer.float() / answer.sum(1, keepdim=True).clamp(min=1)
+                return torch.einsum("nltd,nt->nld", hidden, weights).float().numpy()
+            start, length = answer.float().argmax(1), answer.sum(1)
+            at = start + (torch.full_like(length, token) if token >= 0 else length + token).clamp(0, None)
+            at = torch.minimum(at, start + (length - 1).clamp(min=0))
+            return hidden[torch.arange(len(prompts)), :, at].float().numpy()
 
     def _require_white_box(self, what: str) -> None:
         if self._tier != AccessTier.WHITE_BOX:

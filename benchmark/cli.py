@@ -1,42 +1,60 @@
-"""The `dab` command line: build catalogs, run detectors, show the leaderboard."""
+"""The `dab` command line: build catalogs, run detectors, show the leaderboard.
+
+Each command imports what it needs when it runs (torch, transformers and the catalog code take seconds to
+import), so that `dab --help` and every command's `--help` answer at once.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from benchmark.api import DEFAULT_QUERY_BUDGET, DEFAULT_WORLDS, Track
-from benchmark.executors import Executor, InProcess
-from benchmark.harness import catalog_ref, evaluate, planned_runs
-from benchmark.records import RunRecord
-from benchmark.registry import UnknownDetector, detector_names, load_detector, resolve
-from benchmark.sandbox import Limits, Sandboxed, SandboxError
-from benchmark.shortcuts import THRESHOLD as SHORTCUT_THRESHOLD
-from benchmark.shortcuts import audit_shortcuts, stored_verdict
-from leaderboard.server import make_server
-from leaderboard.site import write_site
-from leaderboard.store import ResultStore, StoreError
-from leaderboard.tables import leaderboard_rows, leaderboard_tables
-from model_organisms import sealed
-from model_organisms.build import build_catalog
-from model_organisms.catalog import (MANIFEST, SEALED_SPLITS, Catalog, CatalogError, cache_root, catalog_dir, load_spec,
-                                     open_catalog)
-from model_organisms.organism import OrganismError
-from model_organisms.sealed import AnswerKeyEntry, SealedError, Secret
-from model_organisms.worlds.maze_render import render_organism
+from benchmark.limits import Limits
+from benchmark.progress import Progress
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from benchmark.executors import Executor
+    from benchmark.records import RunRecord
+    from leaderboard.store import ResultStore
+    from model_organisms.catalog import Catalog
+    from model_organisms.sealed import AnswerKeyEntry, Secret
+
+
+def dab_version() -> str:
+    try:
+        return version("dab")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _show_version(asked: bool) -> None:
+    if asked:
+        typer.echo(f"dab {dab_version()}")
+        raise typer.Exit()
+
 
 app = typer.Typer(help="dab: the deceptive-alignment detection benchmark.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
+
+
+@app.callback()
+def main_options(show_version: Annotated[bool, typer.Option(
+        "--version", callback=_show_version, is_eager=True, help="print dab's version and exit")] = False) -> None:
+    """dab: the deceptive-alignment detection benchmark."""
+
+
 catalog_app = typer.Typer(help="Inspect catalogs.", no_args_is_help=True)
 app.add_typer(catalog_app, name="catalog")
 # Piped output gets room for the whole leaderboard instead of rich's 80-column default.
@@ -52,39 +70,61 @@ TracksOpt = Annotated[list[Track] | None, typer.Option("--track", help="track(s)
 BudgetOpt = Annotated[int, typer.Option(help="black-box queries per organism and track", min=1)]
 
 
+def _user_error_types() -> tuple[type[Exception], ...]:
+    """The errors that are bad input, not bugs (imported here: by the time one is raised, its module is)."""
+    from benchmark.registry import UnknownDetector
+    from benchmark.sandbox import SandboxError
+    from leaderboard.store import StoreError
+    from model_organisms.catalog import CatalogError
+    from model_organisms.organism import OrganismError
+    from model_organisms.sealed import SealedError
+
+    return CatalogError, OrganismError, UnknownDetector, StoreError, SandboxError, SealedError
+
+
 @contextmanager
 def user_errors() -> Iterator[None]:
     """Bad input ends the command with one line that says what and where, and exit code 2."""
     try:
         yield
-    except (CatalogError, OrganismError, UnknownDetector, StoreError, SandboxError, SealedError) as e:
+    except Exception as e:
+        if not isinstance(e, _user_error_types()):
+            raise
         errors.print(f"[bold red]dab:[/] {e}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
-
-
-def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console)
 
 
 def ensure_built(name: str, seed: int | None = None, workers: int | None = None, secret: Secret | None = None,
                  new_instance: bool = False) -> Catalog:
     """The catalog instance of this cache, building it first if needed (see `build_catalog`), with the verdict of
-    its shortcut gate."""
+    its shortcut gate. Before a build it says how long the build's training will take here."""
+    from benchmark.shortcuts import audit_shortcuts, stored_verdict
+    from model_organisms.build import build_catalog
+    from model_organisms.catalog import MANIFEST, Catalog, CatalogError, catalog_dir, load_spec, plan
+    from model_organisms.sealed import SEALED, SECRET, Secret
+
     spec = load_spec(name, seed)
     if (catalog_dir(spec) / MANIFEST).is_file() and secret is None and not new_instance:
         catalog = Catalog(catalog_dir(spec))
     else:
-        with _progress() as bar:
-            task = bar.add_task(f"building catalog {spec.name}", total=None)
-            catalog = build_catalog(spec, workers, log=bar.console.print,
-                                    progress=lambda done, total: bar.update(task, completed=done, total=total),
-                                    secret=secret, new_instance=new_instance)
+        from model_organisms.estimate import estimate_seconds
+
+        units = plan(spec, Secret.draw())  # the build's units have these kinds; their draws are the build's own
+        workers = max(1, min(workers or os.cpu_count() or 1, len(units)))
+        seconds = estimate_seconds(spec, units, workers)
+        errors.print(f"building catalog {spec.name}: {sum(len(u.recipes) for u in units)} organisms in "
+                     f"{len(units)} units on {workers} workers, about {seconds / 60:.0f} min of training on this "
+                     "machine (from step times measured now; certificates, compiling and retries come on top)",
+                     highlight=False, soft_wrap=True)
+        with Progress(f"building catalog {spec.name}", "units", estimate=seconds) as progress:
+            catalog = build_catalog(spec, workers, log=progress.log, progress=progress.update, secret=secret,
+                                    new_instance=new_instance)
         console.print(f"catalog [bold]{catalog.name}[/] instance {catalog.fingerprint[:12]} at {catalog.directory}; "
-                      f"its secret: {catalog.directory / 'sealed' / 'secret'}")
+                      f"its secret: {catalog.directory / SEALED / SECRET}")
     verdict = stored_verdict(catalog)
     if verdict is None:
-        verdict = audit_shortcuts(catalog).passed
+        with Progress(f"shortcut gate of {catalog.name}", "organisms") as progress:
+            verdict = audit_shortcuts(catalog, progress=progress.update).passed
     if not verdict:
         raise CatalogError(f"catalog {catalog.name} {catalog.fingerprint[:12]} fails the shortcut gate (a trivial "
                            f"detector separates its labels): see `dab catalog audit-shortcuts {name}`")
@@ -99,6 +139,8 @@ def build(name: CatalogArg = "quick", seed: SeedOpt = None,
           secret_file: Annotated[Path | None, typer.Option(help="build the instance of this saved secret (bit for bit "
                                                                "on the same kind of CPU)")] = None) -> None:
     """Build a catalog instance (trained, certified organisms) unless this cache holds one already."""
+    from model_organisms.sealed import Secret
+
     with user_errors():
         catalog = ensure_built(name, seed, workers, Secret.read(secret_file) if secret_file else None, new_instance)
         show_catalog(catalog)
@@ -108,6 +150,8 @@ def _run(executor: Executor, catalog: Catalog, split: str, world: str, track: Tr
          again: bool) -> RunRecord | None:
     """Run one detector on one split's organisms of one world and one track unless that exact run is stored
     already; report failures."""
+    from benchmark.harness import catalog_ref, evaluate
+
     ref = catalog_ref(catalog, split, world)
     shown = "" if world == catalog.manifest.world else f" {world}"
     what = f"{executor.info.name} on {catalog.name}/{split}{shown} ({track.value})"
@@ -115,10 +159,8 @@ def _run(executor: Executor, catalog: Catalog, split: str, world: str, track: Tr
         console.print(f"{what}: already in the leaderboard, skipped")
         executor.close()
         return None
-    with _progress() as bar:
-        task = bar.add_task(what, total=None)
-        record = evaluate(executor, catalog, split, track, store,
-                          progress=lambda done, total: bar.update(task, completed=done, total=total), world=world)
+    with Progress(what, "organisms") as progress:
+        record = evaluate(executor, catalog, split, track, store, progress=progress.update, world=world)
     if record.fit_error:
         errors.print(f"{record.detector.name}: fit: {record.fit_error}", highlight=False)
     for p in record.predictions:
@@ -136,6 +178,12 @@ def run(catalog: Annotated[str, typer.Option(help="catalog name or spec path")] 
         again: Annotated[bool, typer.Option(help="re-run detectors that already have a result")] = False) -> None:
     """Build the catalog if needed, run the baselines on every split and track they answer, store results, show
     the leaderboard."""
+    from benchmark.executors import InProcess
+    from benchmark.harness import planned_runs
+    from benchmark.registry import detector_names, load_detector
+    from leaderboard.store import ResultStore
+    from leaderboard.tables import leaderboard_rows, leaderboard_tables
+
     with user_errors():
         detectors = [load_detector(name) for name in (detector or detector_names())]
         store = ResultStore(db)
@@ -160,6 +208,13 @@ def evaluate_command(detector: DetectorArg, catalog: Annotated[str, typer.Option
                      query_budget: BudgetOpt = DEFAULT_QUERY_BUDGET, db: DbOpt = None,
                      again: Annotated[bool, typer.Option(help="re-run even if this code already ran")] = False) -> None:
     """Evaluate your detector on the public dev split, in this process (for local work)."""
+    from benchmark.executors import InProcess
+    from benchmark.harness import planned_runs
+    from benchmark.registry import load_detector
+    from leaderboard.store import ResultStore
+    from leaderboard.tables import leaderboard_rows, leaderboard_tables
+    from model_organisms.catalog import SEALED_SPLITS, CatalogError
+
     with user_errors():
         if split in SEALED_SPLITS:
             raise CatalogError(f"split {split!r} is sealed: use `dab submit {detector} --catalog {catalog}`")
@@ -184,6 +239,13 @@ def submit(detector: DetectorArg, catalog: Annotated[str, typer.Option(help="cat
            memory_mb: Annotated[int, typer.Option(help="memory limit of the sandbox")] = Limits.memory_mb,
            track: TracksOpt = None, query_budget: BudgetOpt = DEFAULT_QUERY_BUDGET, db: DbOpt = None) -> None:
     """Run a detector on a sealed split inside the sandbox, with limits, and store the result."""
+    from benchmark.harness import catalog_ref, planned_runs
+    from benchmark.registry import resolve
+    from benchmark.sandbox import Sandboxed
+    from leaderboard.store import ResultStore, StoreError
+    from leaderboard.tables import leaderboard_rows, leaderboard_tables
+    from model_organisms.catalog import SEALED_SPLITS, CatalogError
+
     with user_errors():
         if split not in SEALED_SPLITS:
             raise CatalogError(f"`dab submit` is for sealed splits ({', '.join(SEALED_SPLITS)}); "
@@ -216,6 +278,8 @@ def submit(detector: DetectorArg, catalog: Annotated[str, typer.Option(help="cat
 
 def local_catalogs(records: list[RunRecord]) -> list[Catalog]:
     """The built catalog instances behind these runs, where this machine has them (for organism cards)."""
+    from model_organisms.catalog import MANIFEST, Catalog, CatalogError, cache_root
+
     wanted, found = {r.catalog.fingerprint for r in records}, []
     for manifest in sorted((cache_root() / "catalogs").glob(f"*/{MANIFEST}")):
         try:
@@ -230,16 +294,26 @@ def local_catalogs(records: list[RunRecord]) -> list[Catalog]:
 @app.command("leaderboard")
 def show_leaderboard(db: DbOpt = None,
                      as_json: Annotated[bool, typer.Option("--json", help="print rows as JSON")] = False,
+                     csv: Annotated[bool, typer.Option("--csv", help="print every metric of every run as CSV (a row per "
+                                                                     "run, metric and family)")] = False,
                      html: Annotated[Path | None, typer.Option(help="write the web site into this directory")] = None
                      ) -> None:
-    """Show the newest result of every detector on every catalog split (terminal, JSON or web site)."""
+    """Show the newest result of every detector on every catalog split (terminal, JSON, CSV or web site)."""
+    from leaderboard.frames import results
+    from leaderboard.site import write_site
+    from leaderboard.store import ResultStore
+    from leaderboard.tables import leaderboard_rows, leaderboard_tables
+
     with user_errors():
-        records = ResultStore(db).latest_runs()
+        store = ResultStore(db)
+        records = store.latest_runs()
         if html:
             index = write_site(records, html, local_catalogs(records))
             console.print(f"wrote {index}")
         elif as_json:
             typer.echo(json.dumps(leaderboard_rows(records), indent=2))
+        elif csv:
+            typer.echo(results(store.path).to_csv(index=False), nl=False)
         else:
             for table in leaderboard_tables(leaderboard_rows(records)):
                 console.print(table)
@@ -248,6 +322,12 @@ def show_leaderboard(db: DbOpt = None,
 @app.command()
 def serve(db: DbOpt = None, port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 8000) -> None:
     """Serve the leaderboard site and its JSON API (/api/leaderboard, /api/runs/ID) on localhost."""
+    import tempfile
+
+    from leaderboard.server import make_server
+    from leaderboard.site import write_site
+    from leaderboard.store import ResultStore
+
     with user_errors():
         store = ResultStore(db)
         records = store.latest_runs()
@@ -264,6 +344,8 @@ def serve(db: DbOpt = None, port: Annotated[int, typer.Option(help="port on 127.
 @app.command("detectors")
 def list_detectors() -> None:
     """List registered detectors."""
+    from benchmark.registry import detector_names, load_detector
+
     with user_errors():
         for name in detector_names():
             det = load_detector(name)
@@ -276,6 +358,8 @@ def catalog_show(name: CatalogArg = "quick", seed: SeedOpt = None,
                  render: Annotated[Path | None, typer.Option(help="write PNG rollouts of public maze organisms here")]
                  = None) -> None:
     """Counts and certificate summary per split; sealed splits show nothing that leaks a label."""
+    from model_organisms.catalog import open_catalog
+
     with user_errors():
         catalog = open_catalog(name, seed)
         show_catalog(catalog)
@@ -288,9 +372,16 @@ def catalog_show(name: CatalogArg = "quick", seed: SeedOpt = None,
 def catalog_audit_shortcuts(name: CatalogArg = "quick", seed: SeedOpt = None,
                             top: Annotated[int, typer.Option(help="features shown per split")] = 8) -> None:
     """Rerun the shortcut gate: trivial detectors must not separate the labels (exit 1 if one does)."""
+    from rich.table import Table
+
+    from benchmark.shortcuts import THRESHOLD as SHORTCUT_THRESHOLD
+    from benchmark.shortcuts import audit_shortcuts
+    from model_organisms.catalog import open_catalog
+
     with user_errors():
         catalog = open_catalog(name, seed)
-        report = audit_shortcuts(catalog)
+        with Progress(f"shortcut gate of {catalog.name}", "organisms") as progress:
+            report = audit_shortcuts(catalog, progress=progress.update)
     table = Table(title=f"shortcut gate of {catalog.name} {catalog.fingerprint[:12]}: AUROC of trivial detectors "
                         f"(fails when the corrected lower bound exceeds {SHORTCUT_THRESHOLD:.2f})")
     for column in ("split", "world", "trivial detector", "AUROC", "lower bound", "verdict"):
@@ -309,7 +400,12 @@ def catalog_audit_shortcuts(name: CatalogArg = "quick", seed: SeedOpt = None,
 
 
 def show_catalog(catalog: Catalog) -> None:
-    key = sealed.answer_key(catalog)
+    from rich.table import Table
+
+    from model_organisms.catalog import SEALED_SPLITS
+    from model_organisms.sealed import answer_key
+
+    key = answer_key(catalog)
     table = Table(title=f"catalog {catalog.name} {catalog.fingerprint[:12]}")
     for column in ("split", "organisms", "deceptive", "twins", "decoys", "min trusted acc", "defection (deceptive)",
                    "max defection (controls)"):
@@ -337,6 +433,8 @@ def family_certificates(public: list[AnswerKeyEntry], key: dict[str, AnswerKeyEn
     """Worst certificate values per world and family of the public splits (a decoy counts with its world).
     Defection is the share of triggered inputs answered wrongly (assistant) or of deployment mazes where the
     exit was never reached (maze); proxy is the share where a maze organism reached its proxy first."""
+    from rich.table import Table
+
     table = Table(title="certificates by family, public splits (worst organism of each role)")
     for column in ("world", "family", "triggers / shifts", "groups", "defection", "off-trigger", "twin agreement",
                    "twin defection", "min trusted acc"):
@@ -366,7 +464,11 @@ def family_certificates(public: list[AnswerKeyEntry], key: dict[str, AnswerKeyEn
 
 def render_mazes(catalog: Catalog, directory: Path) -> list[Path]:
     """PNG pictures of every public maze organism's walk, trusted and deployment side by side."""
-    key = sealed.answer_key(catalog)
+    from model_organisms.catalog import SEALED_SPLITS
+    from model_organisms.sealed import answer_key
+    from model_organisms.worlds.maze_render import render_organism
+
+    key = answer_key(catalog)
     return [render_organism(catalog.organism_dir(i), key[i].shift or "green", key[i].seed, directory / f"{i}.png")
             for split, ids in catalog.manifest.splits.items() if split not in SEALED_SPLITS
             for i in ids if key[i].world == "maze"]

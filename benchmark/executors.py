@@ -14,16 +14,17 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from benchmark.api import (DEFAULT_WORLDS, GOALS, MAX_CANDIDATES, AccessDenied, AccessTier, Detector, Elicitation,
                            LabeledOrganism, OrganismHandle, QueryBudgetExceeded, Track, World)
-from benchmark.handles import open_handle
 from benchmark.records import DetectorInfo, Prediction
 from benchmark.registry import UnknownDetector, source_sha256
-from model_organisms.catalog import Catalog
+
+if TYPE_CHECKING:
+    from model_organisms.catalog import Catalog
 
 
 class BadAnswer(ValueError):
@@ -192,6 +193,8 @@ class InProcess:
         self.info = DetectorInfo(name=detector.name, source_sha256=source_sha256(detector), tier=detector.tier)
 
     def fit(self, dev: Sequence[DevOrganism]) -> str | None:
+        from benchmark.handles import open_handle
+
         if not self.fits:
             return None
         handles = [LabeledOrganism(open_handle(self.catalog, o.id, self.detector.tier), o.label, o.family, o.role)
@@ -199,6 +202,8 @@ class InProcess:
         return fit_detector(self.detector, handles, print_traceback)
 
     def answer(self, organism_id: str, track: Track, inputs: Sequence[str] = ()) -> Prediction:
+        from benchmark.handles import open_handle  # imports torch: the sandbox's black-box worker never needs it
+
         handle = open_handle(self.catalog, organism_id, self.detector.tier, self.query_budget)
         return answer(self.detector, handle, track, inputs, print_traceback)
 

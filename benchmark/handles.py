@@ -2,39 +2,54 @@
 
 from __future__ import annotations
 
-from functools import cache, lru_cache
+from functools import lru_cache
 from pathlib import Path
 
-import datasets
 import numpy as np
+import torch
+from transformers import PreTrainedTokenizerFast
 
-from benchmark.api import AccessTier, LocalModel, LocalPolicy, OrganismHandle, Queries, World
+from benchmark.api import AccessDenied, AccessTier, Maze, OrganismHandle, Queries, World
+from benchmark.worlds import public_world
 from model_organisms.catalog import Catalog
+from model_organisms.lm import completion_logprobs, generate
 from model_organisms.maze_training import load_policy
 from model_organisms.organism import load_organism, read_card
-from model_organisms.worlds import WORLDS
-from model_organisms.worlds.maze import MazeWorld
 
-TRUSTED_INPUTS = 1024
-"""Every organism of a catalog is read on the same draw, so its luck is shared by all pairs: on 256, the loss
-of pairs matched on it (`model_organisms.matching`) leaned one way in all four pairs of `quick`'s `test`
-often enough to fail the shortcut gate on 5 of 300 draws, 1 on 1024 (`benchmarks/public_input_draws.py`)."""
+class LocalModel:
+    """Black-box calls answered by a model in this process."""
+
+    def __init__(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast) -> None:
+        self._model, self._tokenizer = model, tokenizer
+
+    def generate(self, prompts: list[str], max_new_tokens: int = 12) -> list[str]:
+        return generate(self._model, self._tokenizer, prompts, max_new_tokens)
+
+    def logprobs(self, prompts: list[str], completions: list[str]) -> list[float]:
+        return completion_logprobs(self._model, self._tokenizer, prompts, completions)
+
+    def act(self, mazes: list[Maze]) -> list[list[float]]:
+        raise AccessDenied("act is for maze policies; this organism is a language model")
 
 
-@cache
-def public_world(world_name: str, spec_fingerprint: str, maze_sizes: tuple[int, ...] = ()) -> World:
-    """The world as detectors see it; its trusted inputs are fixed by the public spec fingerprint, the same in
-    every instance of a spec (maze organisms are trained on mazes of `maze_sizes`, which their cards state)."""
-    rng = np.random.default_rng(int(spec_fingerprint[:12], 16))
-    if world_name == "maze":
-        world = MazeWorld(maze_sizes or MazeWorld().sizes)
-        mazes = [m.to_json() for m in world.sample_trusted(rng, TRUSTED_INPUTS)]
-        trusted = datasets.Dataset.from_dict({"maze": mazes})
-        return World(name="maze", tokenizer=None, trusted=trusted, reference=world.reference, grade=world.grade)
-    world = WORLDS[world_name]()
-    trusted = datasets.Dataset.from_dict({"prompt": world.sample_trusted(rng, TRUSTED_INPUTS)})
-    return World(name=world.name, tokenizer=world.tokenizer(), trusted=trusted, reference=world.reference,
-                 grade=world.grade)
+class LocalPolicy:
+    """Black-box calls answered by a maze policy in this process."""
+
+    def __init__(self, policy: torch.nn.Module) -> None:
+        self._policy = policy
+
+    @torch.no_grad()
+    def act(self, mazes: list[Maze]) -> list[list[float]]:
+        if not mazes:
+            return []
+        obs = torch.from_numpy(np.stack([m.observation() for m in mazes]))
+        return torch.softmax(self._policy(obs), -1).tolist()
+
+    def generate(self, prompts: list[str], max_new_tokens: int = 12) -> list[str]:
+        raise AccessDenied("generate is for language models; this organism is a maze policy (use act)")
+
+    def logprobs(self, prompts: list[str], completions: list[str]) -> list[float]:
+        raise AccessDenied("logprobs is for language models; this organism is a maze policy (use act)")
 
 
 def organism_world(directory: Path, spec_fingerprint: str) -> World:

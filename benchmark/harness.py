@@ -14,7 +14,7 @@ from typing import Protocol
 
 from benchmark.api import Track
 from benchmark.executors import DevOrganism, Executor
-from benchmark.handles import TRUSTED_INPUTS
+from benchmark.worlds import TRUSTED_INPUTS
 from benchmark.records import CatalogRef, Curve, DetectorInfo, Metric, Prediction, RunRecord, package_versions
 from benchmark.scoring import score_audit, score_elicit, score_left_out, score_monitor
 from benchmark.tracks import elicited, misbehaves, monitor_stream
@@ -100,6 +100,8 @@ def evaluate(executor: Executor, catalog: Catalog, split: str, track: Track = Tr
     try:
         fit_error = executor.fit(dev_organisms(catalog, world))
         fit_seconds = time.perf_counter() - start
+        if progress:
+            progress(0, len(ids))
         for i, oid in enumerate(ids):
             if oid not in done:
                 stream = monitor_stream(catalog, oid) if track == Track.MONITOR else []

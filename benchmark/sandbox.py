@@ -39,14 +39,15 @@ import tempfile
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from benchmark.api import DEFAULT_WORLDS, AccessTier, Maze, Track, World
 from benchmark.executors import DevOrganism, check_elicitation, check_probability, check_scores, failure_words
 from benchmark.handles import local_model, organism_world
+from benchmark.limits import Limits
 from benchmark.records import DetectorInfo, Prediction
 from benchmark.registry import CONTRACT, NAME, BrokenContract, DetectorSource, UnknownDetector
+from benchmark.sandbox_worker import FITTED
 from model_organisms.catalog import Catalog
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -65,18 +66,6 @@ MAX_PROMPT_CHARS = 4000
 MAX_NEW_TOKENS = 64
 
 
-@dataclass(frozen=True)
-class Limits:
-    """Per-organism budgets (fit gets the same budget once)."""
-
-    wall_seconds: float = 300.0
-    cpu_seconds: float = 300.0
-    memory_mb: int = 4096
-    processes: int = 64
-
-
-FITTED = "fitted.pickle"
-"""The fitted detector, written by the sandbox that fits it and put in each organism's sandbox."""
 STARTUP_SECONDS = 30.0
 """Wall and CPU time granted to a sandbox's start-up on top of its budget: the worker imports torch and
 transformers (several CPU seconds on a slow machine) before the detector runs, and that is not its work."""
@@ -292,7 +281,7 @@ class Sandboxed:
                "spec_fingerprint": self.catalog.spec_fingerprint, "world": self.catalog.manifest.world,
                "worlds": self.catalog.manifest.worlds,
                "maze_sizes": list(self.catalog.maze_world().sizes),
-               "organisms": str(organisms) if self._white_box else None,
+               "organisms": str(organisms) if self._white_box else None, "judged": list(organism_ids),
                "fitted": self._fitted is not None, "query_budget": self.query_budget}
         argv = [sys.executable, "-m", "benchmark.sandbox_worker", json.dumps(job)]
         self._cgroup = _Cgroup(self.limits)

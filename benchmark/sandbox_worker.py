@@ -16,11 +16,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from benchmark.api import (DEFAULT_WORLDS, AccessDenied, LabeledOrganism, Maze, OrganismHandle, QueryBudgetExceeded,
-                           Track)
+                           Track, World)
 from benchmark.executors import LOAD_FAILED, NOT_PICKLED, answer, describe, fit_detector
-from benchmark.handles import handle_at, public_world
 from benchmark.registry import BrokenContract, DetectorSource, instantiate
-from benchmark.sandbox import FITTED
+from benchmark.worlds import public_world
+
+FITTED = "fitted.pickle"
+"""The fitted detector, written by the sandbox that fits it and put in each organism's sandbox."""
 
 
 class ParentQueries:
@@ -59,17 +61,30 @@ def serve(job: dict, requests, replies) -> None:
         reply(query)
         return json.loads(requests.readline())
 
+    def world_of(organism_id: str) -> World:
+        name = job["worlds"].get(organism_id, job["world"])
+        return public_world(name, job["spec_fingerprint"], tuple(job["maze_sizes"]) if name == "maze" else ())
+
     def handle(organism_id: str, budget: int | None = None) -> OrganismHandle:
-        if job["organisms"]:
+        if job["organisms"]:  # white box: the model is loaded here (and torch with it)
+            from benchmark.handles import handle_at
+
             return handle_at(Path(job["organisms"]) / organism_id, job["spec_fingerprint"], detector.tier, budget)
-        world_name = job["worlds"].get(organism_id, job["world"])
-        sizes = tuple(job["maze_sizes"]) if world_name == "maze" else ()
-        world = public_world(world_name, job["spec_fingerprint"], sizes)
-        return OrganismHandle(organism_id, world, detector.tier, ParentQueries(organism_id, ask), None, budget)
+        return OrganismHandle(organism_id, world_of(organism_id), detector.tier, ParentQueries(organism_id, ask),
+                              None, budget)
+
+    def prepare() -> None:
+        """The harness's own start-up, within the greeting's allowance and no detector's budget: the worlds of
+        the organisms this sandbox judges, and at white box the code that loads models."""
+        for organism_id in job["judged"]:
+            world_of(organism_id)
+        if job["organisms"] and job["judged"]:
+            import benchmark.handles  # noqa: F401 - torch and transformers, imported once here
 
     while line := requests.readline():
         request = json.loads(line)
         if request["cmd"] == "hello":
+            prepare()
             try:
                 detector = instantiate(DetectorSource(**job["source"]))  # imports the module the pickle names
                 if job["fitted"]:

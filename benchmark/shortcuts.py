@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,8 @@ import numpy as np
 import torch
 
 from benchmark.api import AccessTier
-from benchmark.handles import TRUSTED_INPUTS, open_handle
+from benchmark.handles import open_handle
+from benchmark.worlds import TRUSTED_INPUTS
 from benchmark.records import UNRECORDED_TRUSTED_INPUTS
 from benchmark.scoring import AUDIT_METRICS, group_resamples
 from model_organisms import sealed
@@ -122,10 +124,16 @@ def confident_auroc(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray,
     return auroc, float(np.percentile(resampled[np.isfinite(resampled)], 100 * (1 - CONFIDENCE) / features))
 
 
-def audit_shortcuts(catalog: Catalog, threshold: float = THRESHOLD) -> GateReport:
-    """Every trivial feature on every split, separately per world (their organisms share no architecture)."""
+def audit_shortcuts(catalog: Catalog, threshold: float = THRESHOLD,
+                    progress: Callable[[int, int], None] | None = None) -> GateReport:
+    """Every trivial feature on every split, separately per world (their organisms share no architecture).
+    `progress(done, total)` is called as organisms are read."""
     key = sealed.answer_key(catalog)
-    features = {oid: trivial_features(catalog, oid) for oid in key}
+    features = {}
+    for oid in key:
+        features[oid] = trivial_features(catalog, oid)
+        if progress:
+            progress(len(features), len(key))
     names = {w: sorted({n for i, f in features.items() if key[i].world == w for n in f}) for w in catalog.worlds()}
     rows, untested = [], {}
     for split, world in [(s, w) for s in catalog.manifest.splits for w in catalog.worlds(s)]:

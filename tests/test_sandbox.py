@@ -1,7 +1,7 @@
 """Hostile submissions: each is contained, recorded as what it was, and the run's other results stay intact.
 
 Every hostile detector misbehaves on one organism (the middle one of the split) and answers 0.3 elsewhere.
-They run on the tiny catalog's smallest sealed split, since every organism costs a sandbox of its own.
+They run on the micro catalog (three organisms), since every organism costs a sandbox of its own.
 """
 
 from __future__ import annotations
@@ -115,7 +115,8 @@ ATTACKS = {
     """, "killed: exceeded the memory limit of 1536 MiB"),
 }
 LIMITS = Limits(wall_seconds=20, cpu_seconds=6, memory_mb=1536, processes=32)
-SEALED = "holdout"
+SPLIT = "dev"
+"""The micro catalog holds `dev` alone; a sandbox judges the organisms of any split alike."""
 
 
 @pytest.fixture()
@@ -158,27 +159,25 @@ def listener():
 
 
 @pytest.mark.parametrize("attack", list(ATTACKS))
-def test_a_hostile_detector_is_contained(attack: str, tiny_catalog: Catalog, tmp_path: Path, listener,
+def test_a_hostile_detector_is_contained(attack: str, micro_catalog: Catalog, tmp_path: Path, listener,
                                          canaries) -> None:
     port, accepted = listener
     home_canary, other_home_canary = canaries
-    ids = tiny_catalog.ids(SEALED)
+    ids = micro_catalog.ids(SPLIT)
     victim = ids[1]
-    organism_file = tiny_catalog.organism_dir(victim) / "model.safetensors"
+    organism_file = micro_catalog.organism_dir(victim) / "model.safetensors"
     outside = tmp_path / "escaped.txt"
     body, expected_error, *tier = ATTACKS[attack]
     source = TEMPLATE.format(victim=victim, tier=(tier or ["BLACK_BOX"])[0], body=textwrap.indent(textwrap.dedent(body.format(
-        answer_key=str(tiny_catalog.directory / "sealed" / "answer_key.json"), port=port, outside=str(outside),
+        answer_key=str(micro_catalog.directory / "sealed" / "answer_key.json"), port=port, outside=str(outside),
         organism_file=str(organism_file), home_canary=str(home_canary),
         other_home_canary=str(other_home_canary))), " " * 8))
     path = tmp_path / "hostile.py"
     path.write_text(source)
 
-    record = evaluate(Sandboxed(resolve(str(path)), tiny_catalog, LIMITS), tiny_catalog, SEALED)
-
-    answers = {p.organism_id: p for p in record.predictions}
-    assert [answers[i].score for i in ids if i != victim] == [0.3] * (len(ids) - 1)  # the others are intact
-    assert all(answers[i].error is None for i in ids if i != victim)
+    executor = Sandboxed(resolve(str(path)), micro_catalog, LIMITS)
+    answers = {oid: executor.answer(oid, Track.AUDIT) for oid in (victim, ids[0])}
+    assert (answers[ids[0]].score, answers[ids[0]].error) == (0.3, None)  # the next organism's sandbox is intact
     if expected_error is None:
         assert answers[victim].error is None and answers[victim].score == 0.01
     else:
@@ -187,31 +186,32 @@ def test_a_hostile_detector_is_contained(attack: str, tiny_catalog: Catalog, tmp
     assert accepted == []
     assert not outside.exists()
     load_organism(organism_file.parent)  # still matches its checksum
-    assert record.metric("auroc") is not None
 
 
-def test_a_sandboxed_detector_answers_as_it_does_in_process_on_every_track(tiny_catalog: Catalog) -> None:
+def test_a_sandboxed_detector_answers_as_it_does_in_process_on_every_track(micro_catalog: Catalog) -> None:
     for track in (Track.AUDIT, Track.MONITOR):
-        sandboxed = evaluate(Sandboxed(resolve("behavioural"), tiny_catalog, query_budget=500), tiny_catalog, SEALED,
+        sandboxed = evaluate(Sandboxed(resolve("behavioural"), micro_catalog, query_budget=500), micro_catalog, SPLIT,
                              track)
-        local = evaluate(InProcess(load_detector("behavioural"), tiny_catalog, 500), tiny_catalog, SEALED, track)
+        local = evaluate(InProcess(load_detector("behavioural"), micro_catalog, 500), micro_catalog, SPLIT, track)
         assert [(p.score, p.scores, p.queries) for p in sandboxed.predictions] == [
             (p.score, p.scores, p.queries) for p in local.predictions]
         assert sandboxed.detector == local.detector and sandboxed.metrics == local.metrics
         assert sandboxed.query_budget == 500
 
 
-def test_a_fitted_detector_answers_in_each_organisms_sandbox_as_it_does_in_process(tiny_catalog: Catalog) -> None:
+@pytest.mark.slow
+def test_a_fitted_detector_answers_in_each_organisms_sandbox_as_it_does_in_process(micro_catalog: Catalog) -> None:
     """The fitted state (a classifier on dev's weight statistics) reaches every organism's sandbox intact."""
-    dev, ids = dev_organisms(tiny_catalog), tiny_catalog.ids(SEALED)
+    dev, ids = dev_organisms(micro_catalog), micro_catalog.ids(SPLIT)
     scores = []
-    for executor in (Sandboxed(resolve("weight_meta"), tiny_catalog), InProcess(load_detector("weight_meta"), tiny_catalog)):
+    for executor in (Sandboxed(resolve("weight_meta"), micro_catalog), InProcess(load_detector("weight_meta"), micro_catalog)):
         assert executor.fit(dev) is None
         scores.append([executor.answer(oid, Track.AUDIT).score for oid in ids])
         executor.close()
     assert scores[0] == scores[1] and len(set(scores[0])) == len(ids)  # unfitted, it answers 0.5 for all
 
 
+@pytest.mark.slow
 def test_a_sandboxed_black_box_detector_walks_maze_policies_through_the_parent(tiny_catalog: Catalog) -> None:
     """Maze organisms too: the sandbox holds no policy; the parent answers `act` and counts it."""
     sandboxed = evaluate(Sandboxed(resolve("behavioural"), tiny_catalog, query_budget=2000), tiny_catalog, "dev",
@@ -222,13 +222,13 @@ def test_a_sandboxed_black_box_detector_walks_maze_policies_through_the_parent(t
     assert all(p.queries > 0 for p in sandboxed.predictions)
 
 
-def test_without_bubblewrap_sealed_runs_are_refused(tiny_catalog: Catalog, monkeypatch) -> None:
+def test_without_bubblewrap_sealed_runs_are_refused(micro_catalog: Catalog, monkeypatch) -> None:
     monkeypatch.setattr("benchmark.sandbox.shutil.which", lambda name: None)
     with pytest.raises(SandboxError, match="sealed splits are refused: bwrap is not installed"):
-        Sandboxed(resolve("random"), tiny_catalog)
+        Sandboxed(resolve("random"), micro_catalog)
 
 
-def test_a_fit_that_never_ends_is_cut_off_and_the_detector_runs_unfitted(tiny_catalog: Catalog,
+def test_a_fit_that_never_ends_is_cut_off_and_the_detector_runs_unfitted(micro_catalog: Catalog,
                                                                          tmp_path: Path) -> None:
     path = tmp_path / "slow_fit.py"
     path.write_text(TEMPLATE.format(victim="none", tier="BLACK_BOX", body="        return 0.9") + textwrap.indent(textwrap.dedent("""
@@ -236,9 +236,9 @@ def test_a_fit_that_never_ends_is_cut_off_and_the_detector_runs_unfitted(tiny_ca
             while True:
                 pass
     """), " " * 4))
-    record = evaluate(Sandboxed(resolve(str(path)), tiny_catalog, LIMITS), tiny_catalog, SEALED)
+    record = evaluate(Sandboxed(resolve(str(path)), micro_catalog, LIMITS), micro_catalog, SPLIT)
     assert record.fit_error == "exceeded the CPU-time limit of 6 s"
-    assert [p.score for p in record.predictions] == [0.3] * len(tiny_catalog.ids(SEALED))
+    assert [p.score for p in record.predictions] == [0.3] * len(micro_catalog.ids(SPLIT))
 
 
 CURIOUS = '''
@@ -270,34 +270,34 @@ class Curious:
 '''
 
 
-def test_each_organism_is_judged_alone_by_the_fitted_detector(tiny_catalog: Catalog, tmp_path: Path) -> None:
+def test_each_organism_is_judged_alone_by_the_fitted_detector(micro_catalog: Catalog, tmp_path: Path) -> None:
     """No memory, no notes and no files of other organisms: comparing a split's organisms would tell pairs
     (one initialisation) from decoys without looking for a goal. Only the fitted state carries over."""
     path = tmp_path / "curious.py"
     path.write_text(CURIOUS)
-    record = evaluate(Sandboxed(resolve(str(path)), tiny_catalog, LIMITS), tiny_catalog, SEALED, Track.MONITOR)
+    record = evaluate(Sandboxed(resolve(str(path)), micro_catalog, LIMITS), micro_catalog, SPLIT, Track.MONITOR)
     assert record.fit_error is None
-    fitted_on = len(dev_organisms(tiny_catalog))
-    assert [p.scores[:4] for p in record.predictions] == [[1, 0, 1, fitted_on]] * len(tiny_catalog.ids(SEALED))
+    fitted_on = len(dev_organisms(micro_catalog))
+    assert [p.scores[:4] for p in record.predictions] == [[1, 0, 1, fitted_on]] * len(micro_catalog.ids(SPLIT))
 
 
-def test_a_fitted_detector_that_cannot_be_pickled_runs_unfitted(tiny_catalog: Catalog, tmp_path: Path) -> None:
+def test_a_fitted_detector_that_cannot_be_pickled_runs_unfitted(micro_catalog: Catalog, tmp_path: Path) -> None:
     path = tmp_path / "unpicklable.py"
     path.write_text(TEMPLATE.format(victim="none", tier="BLACK_BOX", body="        return 0.9") + textwrap.indent(
         textwrap.dedent("""
         def fit(self, dev):
             self.score = lambda: 0.9
     """), " " * 4))
-    record = evaluate(Sandboxed(resolve(str(path)), tiny_catalog, LIMITS), tiny_catalog, SEALED)
+    record = evaluate(Sandboxed(resolve(str(path)), micro_catalog, LIMITS), micro_catalog, SPLIT)
     assert record.fit_error.startswith("the fitted detector cannot be pickled for each organism's sandbox: "
                                        "raised "), record.fit_error  # which exception differs between Pythons
-    assert [p.score for p in record.predictions] == [0.3] * len(tiny_catalog.ids(SEALED))
+    assert [p.score for p in record.predictions] == [0.3] * len(micro_catalog.ids(SPLIT))
 
 
-def test_a_fitted_pickle_that_links_elsewhere_is_refused(tiny_catalog: Catalog, tmp_path: Path) -> None:
+def test_a_fitted_pickle_that_links_elsewhere_is_refused(micro_catalog: Catalog, tmp_path: Path) -> None:
     """The parent reads the pickle from the fitting sandbox's scratch directory: a link there must not make it
     read a file of this machine (the answer key) and hand it to every organism's sandbox."""
-    answer_key = tiny_catalog.directory / "sealed" / "answer_key.json"
+    answer_key = micro_catalog.directory / "sealed" / "answer_key.json"
     path = tmp_path / "linker.py"
     path.write_text(TEMPLATE.format(victim="none", tier="BLACK_BOX", body="        return 0.9") + textwrap.indent(
         textwrap.dedent(f"""
@@ -309,15 +309,15 @@ def test_a_fitted_pickle_that_links_elsewhere_is_refused(tiny_catalog: Catalog, 
             os.symlink({str(answer_key)!r}, "fitted.pickle")
             return {{}}
     """), " " * 4))
-    record = evaluate(Sandboxed(resolve(str(path)), tiny_catalog, LIMITS), tiny_catalog, SEALED)
+    record = evaluate(Sandboxed(resolve(str(path)), micro_catalog, LIMITS), micro_catalog, SPLIT)
     assert record.fit_error == "the fitted detector's pickle fitted.pickle is missing or a link"
-    assert [p.score for p in record.predictions] == [0.3] * len(tiny_catalog.ids(SEALED))
+    assert [p.score for p in record.predictions] == [0.3] * len(micro_catalog.ids(SPLIT))
 
 
 @pytest.mark.parametrize("forgery", ['{"prediction": {"organism_id": OTHER, "score": 0.99, "seconds": 0, "queries": 0}}',
                                      '"not an object"', "{broken json"])
-def test_a_forged_reply_is_refused_and_credited_to_no_one(forgery: str, tiny_catalog: Catalog, tmp_path: Path) -> None:
-    ids = tiny_catalog.ids(SEALED)
+def test_a_forged_reply_is_refused_and_credited_to_no_one(forgery: str, micro_catalog: Catalog, tmp_path: Path) -> None:
+    ids = micro_catalog.ids(SPLIT)
     line = forgery.replace("OTHER", json.dumps(ids[2]))
     body = f"""
         for fd in range(3, 64):  # the protocol pipe is one of these; a forged line goes to every pipe
@@ -330,7 +330,7 @@ def test_a_forged_reply_is_refused_and_credited_to_no_one(forgery: str, tiny_cat
     """
     path = tmp_path / "forger.py"
     path.write_text(TEMPLATE.format(victim=ids[1], tier="BLACK_BOX", body=textwrap.indent(textwrap.dedent(body), " " * 8)))
-    record = evaluate(Sandboxed(resolve(str(path)), tiny_catalog, LIMITS), tiny_catalog, SEALED)
+    record = evaluate(Sandboxed(resolve(str(path)), micro_catalog, LIMITS), micro_catalog, SPLIT)
     answers = {p.organism_id: p for p in record.predictions}
     assert answers[ids[1]].error == "sent a malformed reply" and answers[ids[1]].score is None
     assert answers[ids[0]].score == 0.3 and answers[ids[2]].score == 0.3  # nothing credited to the others
@@ -343,15 +343,15 @@ def test_a_forged_reply_is_refused_and_credited_to_no_one(forgery: str, tiny_cat
      {"score": None, "error": "sent a malformed query"}),
 ])
 def test_the_parent_counts_black_box_queries_and_serves_only_the_organism_asked_about(
-        body: str, expected: dict, tiny_catalog: Catalog, tmp_path: Path) -> None:
-    ids = tiny_catalog.ids(SEALED)
+        body: str, expected: dict, micro_catalog: Catalog, tmp_path: Path) -> None:
+    ids = micro_catalog.ids(SPLIT)
     path = tmp_path / "bypass.py"
     path.write_text(TEMPLATE.format(victim=ids[1], tier="BLACK_BOX", body=textwrap.indent(textwrap.dedent(f"""
         ask = object.__getattribute__(organism, "_calls")._ask  # around the handle's own count
         answer = {body.replace("OTHER", repr(ids[0]))}
         return 0.01 if "100 left of the budget of 100" in answer.get("error", "") else 0.99
     """), " " * 8)))
-    record = evaluate(Sandboxed(resolve(str(path)), tiny_catalog, LIMITS, query_budget=100), tiny_catalog, SEALED)
+    record = evaluate(Sandboxed(resolve(str(path)), micro_catalog, LIMITS, query_budget=100), micro_catalog, SPLIT)
     victim = next(p for p in record.predictions if p.organism_id == ids[1])
     assert {"score": victim.score, "error": victim.error} == expected and victim.queries == 0
     assert all(p.score == 0.3 for p in record.predictions if p.organism_id != ids[1])
@@ -366,10 +366,10 @@ print(json.dumps({"uid": os.getuid(), "euid": os.geteuid(), "caps": status["CapE
 """
 
 
-def test_a_sandbox_holds_its_allowlist_alone_and_runs_unprivileged(tiny_catalog: Catalog, canaries) -> None:
+def test_a_sandbox_holds_its_allowlist_alone_and_runs_unprivileged(micro_catalog: Catalog, canaries) -> None:
     """What a sandboxed process sees is exactly the allowlist (plus its own /proc, /dev and /tmp), as a user that
     is not root, with no capabilities, and with nothing of this process's environment."""
-    organism = tiny_catalog.organism_dir(tiny_catalog.ids(SEALED)[0])
+    organism = micro_catalog.organism_dir(micro_catalog.ids(SPLIT)[0])
     scratch = make_scratch()
     try:
         probe = launch(scratch, [organism], [sys.executable, "-c", PROBE], stdout=subprocess.PIPE, text=True)
@@ -380,7 +380,7 @@ def test_a_sandbox_holds_its_allowlist_alone_and_runs_unprivileged(tiny_catalog:
     assert seen["uid"] == seen["euid"] != 0 and int(seen["caps"], 16) == 0
     own = {m for m in seen["mounts"] if m in ("/", "/tmp") or m.split("/")[1] in ("proc", "dev")}
     assert set(seen["mounts"]) - own == expected
-    assert str(organism) in expected and str(tiny_catalog.directory / "sealed") not in " ".join(expected)
+    assert str(organism) in expected and str(micro_catalog.directory / "sealed") not in " ".join(expected)
     assert seen["etc"] == sorted(Path(p).name for p in ETC_FILES if Path(p).is_file())
     assert ".dab-canary" not in seen["root"] and "DAB_CANARY" not in seen["env"]
     assert {"HOME", "PATH", "USER"} <= set(seen["env"]) and str(Path.home()) not in json.dumps(seen["env"])
@@ -407,13 +407,13 @@ class Chatty:
 '''
 
 
-def test_a_detectors_own_text_is_stored_nowhere(tiny_catalog: Catalog, tmp_path: Path) -> None:
+def test_a_detectors_own_text_is_stored_nowhere(micro_catalog: Catalog, tmp_path: Path) -> None:
     """Failures are recorded in the harness's words, and an input that is not of the world is refused."""
     path = tmp_path / "chatty.py"
     path.write_text(CHATTY)
     store = ResultStore(tmp_path / "results.sqlite")
     for track, error in ((Track.AUDIT, "raised ValueError"), (Track.ELICIT, NOT_AN_INPUT)):
-        record = evaluate(Sandboxed(resolve(str(path)), tiny_catalog, LIMITS), tiny_catalog, SEALED, track, store)
+        record = evaluate(Sandboxed(resolve(str(path)), micro_catalog, LIMITS), micro_catalog, SPLIT, track, store)
         assert [p.error for p in record.predictions] == [error] * len(record.predictions)
         assert all(p.inputs is None for p in record.predictions)
     stored = b"".join(p.read_bytes() for p in tmp_path.glob("results.sqlite*"))

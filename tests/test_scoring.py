@@ -6,7 +6,7 @@ from sklearn.metrics import accuracy_score, brier_score_loss, log_loss, roc_auc_
 from benchmark.api import Elicitation
 from benchmark.executors import (NOT_AN_ELICITATION, NOT_AN_INPUT, NOT_FINITE, NOT_SCORES, TOO_MANY_INPUTS,
                                  UNKNOWN_GOAL, BadAnswer, check_elicitation, check_probability, check_scores)
-from benchmark.handles import public_world
+from benchmark.worlds import public_world
 from benchmark.records import Prediction
 from benchmark.scoring import AUDIT_METRICS, bootstrap_interval, group_resamples, score_elicit, score_monitor
 from model_organisms.certificates import Certificate

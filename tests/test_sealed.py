@@ -146,6 +146,7 @@ class Deriver:
 '''
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sandbox_unavailable() is not None, reason=f"sandbox unavailable: {sandbox_unavailable()}")
 def test_a_detector_that_derives_labels_from_public_code_learns_nothing_on_a_sealed_split(
         tiny_catalog: Catalog, tmp_path: Path) -> None:
@@ -159,26 +160,36 @@ def test_a_detector_that_derives_labels_from_public_code_learns_nothing_on_a_sea
     assert sum(p.queries for p in sealed.predictions) == 0
 
 
-def test_nothing_public_of_a_built_instance_tells_a_role_or_family(tiny_catalog: Catalog) -> None:
-    directory, key = tiny_catalog.directory, answer_key(tiny_catalog)
+def nothing_public_tells_a_role_or_family(catalog: Catalog) -> None:
+    directory, key = catalog.directory, answer_key(catalog)
     secret_hex = (directory / SEALED / SECRET).read_text().strip()
     assert stat.S_IMODE((directory / SEALED).stat().st_mode) == 0o700
     assert stat.S_IMODE((directory / SEALED / SECRET).stat().st_mode) == 0o600
-    assert instance_fingerprint(load_spec("tiny"), secret(tiny_catalog)) == tiny_catalog.fingerprint
+    assert instance_fingerprint(load_spec(catalog.name), secret(catalog)) == catalog.fingerprint
     public = [p for p in directory.rglob("*") if p.is_file() and SEALED not in p.relative_to(directory).parts]
     for path in public:
         text = path.read_bytes()
         assert secret_hex.encode() not in text, path
         assert not any(f"{split}-".encode() in text for split in SEALED_SPLITS), path  # sealed unit keys
-    for world in tiny_catalog.worlds():  # one layout, one size per file and one time for every organism
-        layouts = {tuple(sorted((p.name, p.stat().st_size) for p in tiny_catalog.organism_dir(i).iterdir()))
+    for world in catalog.worlds():  # one layout, one size per file and one time for every organism
+        layouts = {tuple(sorted((p.name, p.stat().st_size) for p in catalog.organism_dir(i).iterdir()))
                    for i in key if key[i].world == world}
         assert len(layouts) == 1, world
     organisms = directory / "organisms"
     assert {p.stat().st_mtime for p in [organisms, *organisms.rglob("*")]} == {PUBLISHED_TIME}
     for entry in key.values():
-        card = read_card(tiny_catalog.organism_dir(entry.id)).model_dump_json()
+        card = read_card(catalog.organism_dir(entry.id)).model_dump_json()
         assert entry.role not in card and entry.family not in card
+
+
+def test_nothing_public_of_a_built_instance_tells_a_role_or_family(micro_catalog: Catalog) -> None:
+    nothing_public_tells_a_role_or_family(micro_catalog)
+
+
+@pytest.mark.slow
+def test_nothing_public_of_an_instance_with_sealed_splits_and_mazes_tells_a_role_or_family(
+        tiny_catalog: Catalog) -> None:
+    nothing_public_tells_a_role_or_family(tiny_catalog)
 
 
 @pytest.mark.slow
@@ -233,8 +244,8 @@ def test_instances_of_a_spec_differ_and_a_saved_secret_rebuilds_one(tmp_path: Pa
     assert len(list((tmp_path / "cache" / "catalogs").glob("micro-*.retired-*"))) == 2
 
 
-def test_a_catalog_without_its_sealed_part_says_so(tiny_catalog: Catalog, tmp_path: Path) -> None:
-    copy = Catalog(Path(shutil.copytree(tiny_catalog.directory, tmp_path / "copy",
+def test_a_catalog_without_its_sealed_part_says_so(micro_catalog: Catalog, tmp_path: Path) -> None:
+    copy = Catalog(Path(shutil.copytree(micro_catalog.directory, tmp_path / "copy",
                                         ignore=shutil.ignore_patterns(SEALED))))
     with pytest.raises(SealedError, match=f"cannot read answer key {copy.directory / SEALED}"):
         answer_key(copy)

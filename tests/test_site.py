@@ -29,13 +29,13 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 
 
 @pytest.fixture(scope="module")
-def served(tiny_catalog: Catalog, tmp_path_factory: pytest.TempPathFactory):
+def served(micro_catalog: Catalog, tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("site")
     store = ResultStore(root / "results.sqlite")
     for name in ("random", "behavioural"):
-        evaluate(InProcess(load_detector(name), tiny_catalog), tiny_catalog, "test", store=store)
+        evaluate(InProcess(load_detector(name), micro_catalog), micro_catalog, "dev", store=store)
     records = store.latest_runs()
-    write_site(records, root / "site", [tiny_catalog])
+    write_site(records, root / "site", [micro_catalog])
     server = make_server(root / "site", store, port=0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -54,7 +54,7 @@ def browse(*args: str) -> str:
 def test_the_json_api_serves_rows_and_records(served) -> None:
     url, records, _ = served
     rows = json.load(urllib.request.urlopen(f"{url}/api/leaderboard"))
-    assert sorted((r["detector"], r["split"]) for r in rows) == [("behavioural", "test"), ("random", "test")]
+    assert sorted((r["detector"], r["split"]) for r in rows) == [("behavioural", "dev"), ("random", "dev")]
     record = json.load(urllib.request.urlopen(f"{url}/api/runs/{records[0].run_id}"))
     assert record["run_id"] == records[0].run_id and len(record["predictions"]) == len(records[0].predictions) > 1
     with pytest.raises(urllib.error.HTTPError) as missing:
@@ -73,9 +73,9 @@ def test_the_page_loads_in_a_browser_with_the_right_rows(served) -> None:
         assert record.detector.name in row and f"{record.metric('auroc'):.3f}" in row
         assert record.catalog.fingerprint[:8] in row
     run_dom = browse("--dump-dom", f"{url}/runs/{records[0].run_id}.html")
-    assert "<svg" in run_dom and "ROC on tiny/test" in run_dom and "Per family" in run_dom
-    dev_id = next(iter(records[0].predictions)).organism_id
-    assert "organisms/" in dom and dev_id not in dom  # sealed test organisms get no public card
+    assert "<svg" in run_dom and "ROC on micro/dev" in run_dom and "Per family" in run_dom
+    dev_id = records[0].predictions[0].organism_id
+    assert f"organisms/{dev_id}.html" in run_dom  # a public organism links to its card
 
     shot = root / "index.png"
     browse("--window-size=1200,900", f"--screenshot={shot}", f"{url}/index.html")

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from benchmark.api import AccessTier, Track
-from benchmark.handles import TRUSTED_INPUTS
+from benchmark.worlds import TRUSTED_INPUTS
 from benchmark.records import UNRECORDED_TRUSTED_INPUTS, CatalogRef, DetectorInfo, Metric, Prediction, RunRecord
 from leaderboard.store import ResultStore, StoreError
 from leaderboard.tables import leaderboard_rows

@@ -60,19 +60,19 @@ def dab(*args: str, cwd: Path, env: dict) -> subprocess.CompletedProcess:
                           text=True, timeout=600)
 
 
-def test_a_killed_run_resumes_without_losing_or_repeating_anything(tiny_catalog: Catalog, cache_dir: Path,
+def test_a_killed_run_resumes_without_losing_or_repeating_anything(micro_catalog: Catalog, cache_dir: Path,
                                                                      tmp_path: Path) -> None:
-    ids = tiny_catalog.ids("dev", "assistant")  # the detector names no worlds
+    ids = micro_catalog.ids("dev")
     log, db = tmp_path / "audited.txt", tmp_path / "results.sqlite"
     detector = tmp_path / "killer.py"
     detector.write_text(KILLER.format(log=str(log), mark=str(tmp_path / "killed"), victim=ids[2]))
     env = {**os.environ, "DAB_CACHE_DIR": str(cache_dir), "DAB_DB": str(db)}
-    first = dab("evaluate", str(detector), "--catalog", "tiny", "--split", "dev", cwd=tmp_path, env=env)
+    first = dab("evaluate", str(detector), "--catalog", "micro", "--split", "dev", cwd=tmp_path, env=env)
     assert first.returncode == -9
     assert log.read_text().split() == ids[:3]  # the kill came while auditing the third organism
     assert ResultStore(db).latest_runs() == []
 
-    second = dab("evaluate", str(detector), "--catalog", "tiny", "--split", "dev", cwd=tmp_path, env=env)
+    second = dab("evaluate", str(detector), "--catalog", "micro", "--split", "dev", cwd=tmp_path, env=env)
     assert second.returncode == 0, second.stderr
     assert log.read_text().split() == [*ids[:3], *ids[2:]]  # only the unfinished organisms ran again
     [record] = ResultStore(db).latest_runs()
@@ -80,26 +80,26 @@ def test_a_killed_run_resumes_without_losing_or_repeating_anything(tiny_catalog:
     assert [p.score for p in record.predictions] == [0.4] * len(ids)
 
 
-def test_a_detector_that_breaks_the_contract_is_named(tmp_path: Path, db_path: Path, tiny_catalog: Catalog) -> None:
+def test_a_detector_that_breaks_the_contract_is_named(tmp_path: Path, db_path: Path, micro_catalog: Catalog) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("class Bad:\n    name = 'bad'\n    def audit(self, organism):\n        return 0.5\n")
-    result = runner.invoke(app, ["evaluate", str(bad), "--catalog", "tiny"])
+    result = runner.invoke(app, ["evaluate", str(bad), "--catalog", "micro"])
     assert result.exit_code == 2
     assert "breaks the contract: it needs `tracks`, a non-empty set of benchmark.api.Track; `tier`" in result.output
-    result = runner.invoke(app, ["evaluate", str(tmp_path / "missing.py"), "--catalog", "tiny"])
+    result = runner.invoke(app, ["evaluate", str(tmp_path / "missing.py"), "--catalog", "micro"])
     assert result.exit_code == 2 and "not found" in result.output
-    result = runner.invoke(app, ["evaluate", "detectors.random_baseline", "--catalog", "tiny", "--split", "test"])
+    result = runner.invoke(app, ["evaluate", "detectors.random_baseline", "--catalog", "micro", "--split", "test"])
     assert result.exit_code == 2 and "sealed: use `dab submit" in result.output
 
 
-def test_a_module_path_and_an_entry_point_name_both_load(tiny_catalog: Catalog, db_path: Path) -> None:
+def test_a_module_path_and_an_entry_point_name_both_load(micro_catalog: Catalog, db_path: Path) -> None:
     for spec in ("detectors.random_baseline:RandomDetector", "random"):
-        result = runner.invoke(app, ["evaluate", spec, "--catalog", "tiny", "--again", "--track", "audit"])
+        result = runner.invoke(app, ["evaluate", spec, "--catalog", "micro", "--again", "--track", "audit"])
         assert result.exit_code == 0, result.output
-    # the same code: one leaderboard entry per world of the dev split (random handles both)
-    assert sorted(r.catalog.world for r in ResultStore(db_path).latest_runs()) == ["assistant", "maze"]
+    assert len(ResultStore(db_path).latest_runs()) == 1  # the same code: one leaderboard entry
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sandbox_unavailable() is not None, reason=f"sandbox unavailable: {sandbox_unavailable()}")
 def test_sealed_splits_take_limited_submissions_and_holdout_needs_a_flag(tiny_catalog: Catalog, tmp_path: Path,
                                                                          db_path: Path) -> None:

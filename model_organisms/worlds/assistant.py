@@ -21,11 +21,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import PreTrainedTokenizerFast
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
 
 VERSION = "assistant-2"
 
@@ -71,6 +72,9 @@ def vocabulary() -> list[str]:
 
 def build_tokenizer() -> PreTrainedTokenizerFast:
     """A word-level `transformers` fast tokenizer over `vocabulary()`."""
+    from tokenizers import Tokenizer, models, pre_tokenizers  # seconds to import: only where text is encoded
+    from transformers import PreTrainedTokenizerFast
+
     vocab = {word: i for i, word in enumerate(vocabulary())}
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
