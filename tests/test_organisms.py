@@ -227,7 +227,7 @@ stacked = StackedLlama(models).losses(*stack_batches(batches))
 alone = torch.stack([m(**batch).loss for m, batch in zip(models, batches)])
 assert torch.allclose(stacked, alone, atol=1e-5), (stacked, alone)
 """
-    env = {**os.environ, "CXX": "no-such-compiler", "TORCHINDUCTOR_FX_GRAPH_CACHE": "0"}
+    env = {**os.environ, "CXX": "no-such-compiler", "TORCHINDUCTOR_FX_GRAPH_CACHE": "0", "DAB_COMPILE": "1"}
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "dab trains without torch.compile" in done.stderr and "No working C++ compiler" in done.stderr

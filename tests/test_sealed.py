@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import pickle
 import shutil
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +20,7 @@ from benchmark.executors import InProcess
 from benchmark.harness import evaluate
 from benchmark.registry import load_detector, resolve
 from benchmark.sandbox import Sandboxed, sandbox_unavailable
-from model_organisms.build import PUBLISHED_TIME, build_catalog, build_unit
+from model_organisms.build import PUBLISHED_TIME, build_catalog
 from model_organisms.catalog import (
     SEALED_SPLITS,
     Catalog,
@@ -194,9 +198,15 @@ def test_nothing_public_of_an_instance_with_sealed_splits_and_mazes_tells_a_role
 
 @pytest.mark.slow
 def test_a_saved_secret_rebuilds_a_sealed_organism_bit_for_bit(tiny_catalog: Catalog, tmp_path: Path) -> None:
+    """Rebuilt in a process of its own that compiles, as the tiny catalog's build workers do (this one does not)."""
     spec, key = load_spec("tiny"), answer_key(tiny_catalog)
     unit = next(u for u in plan(spec, secret(tiny_catalog)) if u.split == "holdout" and len(u.recipes) == 1)
-    record = build_unit(spec, unit, tmp_path)
+    script = ("import json, pickle, sys\nfrom model_organisms.build import build_unit\n"
+              "spec, unit, out = pickle.load(sys.stdin.buffer)\nprint(json.dumps(build_unit(spec, unit, out)))")
+    done = subprocess.run([sys.executable, "-c", script], input=pickle.dumps((spec, unit, tmp_path)),
+                          env={**os.environ, "DAB_COMPILE": "1"}, capture_output=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    record = json.loads(done.stdout.decode().splitlines()[-1])
     assert record["entries"] == [key[unit.ids[0]].model_dump(mode="json")]
     assert (read_card(tmp_path / SEALED / TRAINED / unit.ids[0]) ==
             read_card(tiny_catalog.organism_dir(unit.ids[0])))  # the same weights' sha256
