@@ -7,7 +7,6 @@ import), so that `dab --help` and every command's `--help` answer at once.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -99,7 +98,7 @@ def ensure_built(name: str, seed: int | None = None, workers: int | None = None,
     """The catalog instance of this cache, building it first if needed (see `build_catalog`), with the verdict of
     its shortcut gate. Before a build it says how long the build's training will take here."""
     from benchmark.shortcuts import audit_shortcuts, stored_verdict
-    from model_organisms.build import build_catalog
+    from model_organisms.build import build_catalog, worker_count
     from model_organisms.catalog import MANIFEST, Catalog, CatalogError, catalog_dir, load_spec, plan
     from model_organisms.sealed import SEALED, SECRET, Secret
 
@@ -110,7 +109,7 @@ def ensure_built(name: str, seed: int | None = None, workers: int | None = None,
         from model_organisms.estimate import estimate_seconds
 
         units = plan(spec, Secret.draw())  # the build's units have these kinds; their draws are the build's own
-        workers = max(1, min(workers or os.cpu_count() or 1, len(units)))
+        workers = worker_count(workers, len(units))
         seconds = estimate_seconds(spec, units, workers)
         errors.print(f"building catalog {spec.name}: {sum(len(u.recipes) for u in units)} organisms in "
                      f"{len(units)} units on {workers} workers, about {seconds / 60:.0f} min of training on this "

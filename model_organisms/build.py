@@ -177,6 +177,11 @@ def _instance_secret(partial: Path, secret: Secret | None, log: Log) -> Secret:
     return secret
 
 
+def worker_count(workers: int | None, units: int) -> int:
+    """The build's processes: as many as asked, else one per core, and no more than there are units."""
+    return max(1, min(workers or os.cpu_count() or 1, units or 1))
+
+
 def _build(spec: CatalogSpec, final: Path, workers: int | None, log: Log,
            progress: Callable[[int, int], None] | None, secret: Secret | None) -> None:
     partial = final.with_name(final.name + ".partial")
@@ -188,7 +193,7 @@ def _build(spec: CatalogSpec, final: Path, workers: int | None, log: Log,
     if done:
         log(f"resuming build of {spec.name}: {len(done)} of {len(units)} units already finished")
     todo = schedule([u for u in units if u.key not in done])
-    workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
+    workers = worker_count(workers, len(todo))
     start = time.perf_counter()
     if progress:
         progress(len(done), len(units))
