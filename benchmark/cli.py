@@ -26,8 +26,9 @@ if TYPE_CHECKING:
 
     from benchmark.executors import Executor
     from benchmark.records import RunRecord
+    from benchmark.shortcuts import GateRow
     from leaderboard.store import ResultStore
-    from model_organisms.catalog import Catalog
+    from model_organisms.catalog import Catalog, CatalogSpec
     from model_organisms.sealed import AnswerKeyEntry, Secret
 
 
@@ -93,41 +94,65 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(2) from None
 
 
+GATE_TRIES = 3
+"""Instances a build draws, each with a fresh secret, before it gives up on one that passes the shortcut gate."""
+
+
 def ensure_built(name: str, seed: int | None = None, workers: int | None = None, secret: Secret | None = None,
                  new_instance: bool = False) -> Catalog:
     """The catalog instance of this cache, building it first if needed (see `build_catalog`), with the verdict of
-    its shortcut gate. Before a build it says how long the build's training will take here."""
-    from benchmark.shortcuts import audit_shortcuts, stored_verdict
-    from model_organisms.build import build_catalog, worker_count
-    from model_organisms.catalog import MANIFEST, Catalog, CatalogError, catalog_dir, load_spec, plan
-    from model_organisms.sealed import SEALED, SECRET, Secret
+    its shortcut gate. A newly drawn instance that fails the gate is set aside and another drawn, up to
+    `GATE_TRIES` in all; one that exists already, or the instance of a given secret, fails as it is."""
+    from model_organisms.catalog import MANIFEST, Catalog, CatalogError, catalog_dir, load_spec
 
     spec = load_spec(name, seed)
-    if (catalog_dir(spec) / MANIFEST).is_file() and secret is None and not new_instance:
-        catalog = Catalog(catalog_dir(spec))
-    else:
-        from model_organisms.estimate import estimate_seconds
-
-        units = plan(spec, Secret.draw())  # the build's units have these kinds; their draws are the build's own
-        workers = worker_count(workers, len(units))
-        seconds = estimate_seconds(spec, units, workers)
-        errors.print(f"building catalog {spec.name}: {sum(len(u.recipes) for u in units)} organisms in "
-                     f"{len(units)} units on {workers} workers, about {seconds / 60:.0f} min of training on this "
-                     "machine (from step times measured now; certificates, compiling and retries come on top)",
+    drawn = not (catalog_dir(spec) / MANIFEST).is_file() or secret is not None or new_instance
+    catalog = _build_instance(spec, workers, secret, new_instance) if drawn else Catalog(catalog_dir(spec))
+    tries = 1
+    while failures := _gate_failures(catalog):
+        what = "; ".join(map(str, failures))
+        if not drawn or secret is not None or tries == GATE_TRIES:
+            raise CatalogError(f"catalog {catalog.name} {catalog.fingerprint[:12]} fails the shortcut gate (a trivial "
+                               f"detector separates its labels: {what}); see `dab catalog audit-shortcuts {name}`")
+        tries += 1
+        errors.print(f"instance {catalog.fingerprint[:12]} of {name} fails the shortcut gate ({what}): setting it "
+                     f"aside and drawing another, try {tries} of {GATE_TRIES} (docs/validity.md says why)",
                      highlight=False, soft_wrap=True)
-        with Progress(f"building catalog {spec.name}", "units", estimate=seconds) as progress:
-            catalog = build_catalog(spec, workers, log=progress.log, progress=progress.update, secret=secret,
-                                    new_instance=new_instance)
-        console.print(f"catalog [bold]{catalog.name}[/] instance {catalog.fingerprint[:12]} at {catalog.directory}; "
-                      f"its secret: {catalog.directory / SEALED / SECRET}")
-    verdict = stored_verdict(catalog)
-    if verdict is None:
-        with Progress(f"shortcut gate of {catalog.name}", "organisms") as progress:
-            verdict = audit_shortcuts(catalog, progress=progress.update).passed
-    if not verdict:
-        raise CatalogError(f"catalog {catalog.name} {catalog.fingerprint[:12]} fails the shortcut gate (a trivial "
-                           f"detector separates its labels): see `dab catalog audit-shortcuts {name}`")
+        catalog = _build_instance(spec, workers, None, True)
     return catalog
+
+
+def _build_instance(spec: CatalogSpec, workers: int | None, secret: Secret | None, new_instance: bool) -> Catalog:
+    """Build an instance, saying first how long its training will take here."""
+    from model_organisms.build import build_catalog, worker_count
+    from model_organisms.catalog import plan
+    from model_organisms.estimate import estimate_seconds
+    from model_organisms.sealed import SEALED, SECRET, Secret
+
+    units = plan(spec, Secret.draw())  # the build's units have these kinds; their draws are the build's own
+    workers = worker_count(workers, len(units))
+    seconds = estimate_seconds(spec, units, workers)
+    errors.print(f"building catalog {spec.name}: {sum(len(u.recipes) for u in units)} organisms in "
+                 f"{len(units)} units on {workers} workers, about {seconds / 60:.0f} min of training on this "
+                 "machine (from step times measured now; certificates, compiling and retries come on top)",
+                 highlight=False, soft_wrap=True)
+    with Progress(f"building catalog {spec.name}", "units", estimate=seconds) as progress:
+        catalog = build_catalog(spec, workers, log=progress.log, progress=progress.update, secret=secret,
+                                new_instance=new_instance)
+    console.print(f"catalog [bold]{catalog.name}[/] instance {catalog.fingerprint[:12]} at {catalog.directory}; "
+                  f"its secret: {catalog.directory / SEALED / SECRET}")
+    return catalog
+
+
+def _gate_failures(catalog: Catalog) -> list[GateRow]:
+    """The shortcut gate's failing rows (none: it passes), from its stored verdict or run now."""
+    from benchmark.shortcuts import audit_shortcuts, stored_failures
+
+    failures = stored_failures(catalog)
+    if failures is None:
+        with Progress(f"shortcut gate of {catalog.name}", "organisms") as progress:
+            failures = audit_shortcuts(catalog, progress=progress.update).failures()
+    return failures
 
 
 @app.command()

@@ -92,6 +92,9 @@ class GateRow:
     ci_low: float
     passed: bool
 
+    def __str__(self) -> str:
+        return f"{self.feature} on {self.split} {self.world}: AUROC {self.auroc:.2f}, lower bound {self.ci_low:.2f}"
+
 
 @dataclass(frozen=True)
 class GateReport:
@@ -155,8 +158,11 @@ def audit_shortcuts(catalog: Catalog, threshold: float = THRESHOLD,
     return report
 
 
-def stored_verdict(catalog: Catalog) -> bool | None:
-    """The gate's verdict recorded for this catalog, or None when it has not run on today's public inputs."""
+def stored_failures(catalog: Catalog) -> list[GateRow] | None:
+    """The failing rows of the gate recorded for this catalog (none: it passed), or None when the gate has not
+    run on today's public inputs."""
     path = catalog.directory / REPORT
     report = json.loads(path.read_text()) if path.is_file() else {}
-    return report["passed"] if report.get("trusted_inputs", UNRECORDED_TRUSTED_INPUTS) == TRUSTED_INPUTS else None
+    if report.get("trusted_inputs", UNRECORDED_TRUSTED_INPUTS) != TRUSTED_INPUTS:
+        return None
+    return [row for r in report["rows"] if not (row := GateRow(**r)).passed]

@@ -15,11 +15,12 @@ import pytest
 from typer.testing import CliRunner
 
 import leaderboard
+from benchmark import cli
 from benchmark.cli import app
 from benchmark.progress import Progress
 from benchmark.worlds import TRUSTED_INPUTS
 from leaderboard.store import ResultStore
-from model_organisms.catalog import Catalog, load_spec, plan
+from model_organisms.catalog import Catalog, CatalogError, load_spec, plan
 from model_organisms.estimate import estimate_seconds
 from model_organisms.sealed import Secret
 
@@ -111,18 +112,53 @@ def test_a_missing_organism_file_stops_the_run_and_loses_nothing(micro_catalog: 
     assert ResultStore(db_path).latest_runs() == stored
 
 
+FAILING_ROW = {"split": "test", "world": "assistant", "feature": "loss on trusted inputs", "auroc": 1.0, "ci_low": 1.0,
+               "passed": False}
+
+
+def failing_gate(catalog: Catalog) -> None:
+    (catalog.directory / "shortcut_gate.json").write_text(json.dumps(
+        {"passed": False, "threshold": 0.6, "trusted_inputs": TRUSTED_INPUTS, "untested": {}, "rows": [FAILING_ROW]}))
+
+
 def test_a_catalog_that_fails_the_shortcut_gate_is_refused(micro_catalog: Catalog, tmp_path: Path,
                                                             db_path: Path, monkeypatch) -> None:
     copy = tmp_path / "cache"
     shutil.copytree(micro_catalog.directory, copy / "catalogs" / micro_catalog.directory.name)
-    gate = copy / "catalogs" / micro_catalog.directory.name / "shortcut_gate.json"
-    gate.write_text(json.dumps({"passed": False, "threshold": 0.6, "trusted_inputs": TRUSTED_INPUTS, "untested": {},
-                                "rows": []}))
+    failing_gate(Catalog(copy / "catalogs" / micro_catalog.directory.name))
     monkeypatch.setenv("DAB_CACHE_DIR", str(copy))
     result = runner.invoke(app, ["run", "--catalog", "micro", "--detector", "random"])
     assert result.exit_code == 2
     assert "fails the shortcut gate" in result.output and "audit-shortcuts micro" in result.output
+    assert "loss on trusted inputs on test assistant: AUROC 1.00" in result.output.replace("\n", "")
     assert ResultStore(db_path).latest_runs() == []
+
+
+def test_a_new_instance_that_fails_the_gate_is_set_aside_for_another(micro_catalog: Catalog, tmp_path: Path,
+                                                                     monkeypatch) -> None:
+    """Only an instance drawn now is replaced, never one built before or the instance of a given secret."""
+    monkeypatch.setenv("DAB_CACHE_DIR", str(tmp_path / "empty"))
+    draws, copies = [], iter(range(9))
+
+    def draw(spec, workers, secret, new_instance):  # a copy of micro stands for each drawn instance
+        catalog = Catalog(Path(shutil.copytree(micro_catalog.directory, tmp_path / f"draw-{next(copies)}")))
+        draws.append(new_instance)
+        if len(draws) == 1:
+            failing_gate(catalog)
+        return catalog
+
+    monkeypatch.setattr(cli, "_build_instance", draw)
+    assert cli.ensure_built("micro").directory == tmp_path / "draw-1"
+    assert draws == [False, True]
+
+    draws.clear()
+    monkeypatch.setattr(cli, "GATE_TRIES", 1)
+    with pytest.raises(CatalogError, match="fails the shortcut gate"):
+        cli.ensure_built("micro")
+    draws.clear()
+    with pytest.raises(CatalogError, match="fails the shortcut gate"):
+        cli.ensure_built("micro", secret=Secret.draw())
+    assert draws == [False]
 
 
 def test_commands_and_sandbox_workers_start_without_transformers_model_code() -> None:

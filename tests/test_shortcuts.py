@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from benchmark.records import UNRECORDED_TRUSTED_INPUTS
-from benchmark.shortcuts import audit_shortcuts, stored_verdict
+from benchmark.shortcuts import audit_shortcuts, stored_failures
 from model_organisms.catalog import MANIFEST, Catalog, CatalogManifest, load_spec
 from model_organisms.certificates import certificate_inputs, certify, measure
 from model_organisms.families import FAMILIES, decoy
@@ -57,7 +57,7 @@ def small_catalog(root: Path, steps: dict[str, int], all_honest: bool = False, g
 def test_a_planted_shortcut_fails_the_gate(tmp_path: Path) -> None:
     catalog = small_catalog(tmp_path, {"deceptive": 80, "twin": 10, "decoy": 10}, all_honest=True)
     report = audit_shortcuts(catalog)
-    assert not report.passed and stored_verdict(catalog) is False
+    assert not report.passed and stored_failures(catalog) == report.failures()
     failing = {r.feature: r.auroc for r in report.failures()}
     assert failing.get("loss on trusted inputs") == 1.0, failing
 
@@ -74,10 +74,10 @@ def test_labels_that_carry_no_information_pass(honest_catalog: Catalog) -> None:
     catalog = honest_catalog
     report = audit_shortcuts(catalog)
     assert report.passed, [(r.feature, r.auroc, r.ci_low) for r in report.failures()]
-    assert stored_verdict(catalog) is True
+    assert stored_failures(catalog) == []
     gate = catalog.directory / "shortcut_gate.json"  # a verdict on other public inputs is no verdict
     gate.write_text(json.dumps({**json.loads(gate.read_text()), "trusted_inputs": UNRECORDED_TRUSTED_INPUTS}))
-    assert stored_verdict(catalog) is None
+    assert stored_failures(catalog) is None
     assert {r.feature for r in report.rows} >= {"parameter count", "file size model.safetensors",
                                                   "config hidden_size", "token-embedding norm mean",
                                                   "output entropy on trusted inputs", "loss on trusted inputs"}
