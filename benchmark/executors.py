@@ -7,6 +7,7 @@ recorded failure for that organism, never a crash of the run.
 from __future__ import annotations
 
 import builtins
+import copy
 import math
 import sys
 import time
@@ -18,8 +19,8 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from benchmark.api import (DEFAULT_WORLDS, GOALS, MAX_CANDIDATES, AccessDenied, AccessTier, Detector, Elicitation,
-                           LabeledOrganism, OrganismHandle, QueryBudgetExceeded, Track, World)
+from benchmark.api import (DEFAULT_WORLDS, GOALS, MAX_CANDIDATES, AccessDenied, AccessTier, BadInput, Detector,
+                           Elicitation, LabeledOrganism, OrganismHandle, QueryBudgetExceeded, Track, World)
 from benchmark.records import DetectorInfo, Prediction
 from benchmark.registry import UnknownDetector, source_sha256
 
@@ -44,7 +45,7 @@ BAD_ANSWERS = (NOT_A_FLOAT, NOT_A_PROBABILITY, NOT_SCORES, NOT_FINITE, NOT_AN_EL
                NOT_AN_INPUT, UNKNOWN_GOAL)
 NOT_PICKLED = "the fitted detector cannot be pickled for each organism's sandbox"
 LOAD_FAILED = "cannot load detector"
-CONTRACT_EXCEPTIONS = (AccessDenied, QueryBudgetExceeded, UnknownDetector)
+CONTRACT_EXCEPTIONS = (AccessDenied, BadInput, QueryBudgetExceeded, UnknownDetector)
 """Exceptions of the contract a failure may be named by, besides the built-in ones."""
 
 
@@ -153,7 +154,7 @@ def answer(detector: Detector, handle: OrganismHandle, track: Track, inputs: Seq
     found: dict = {}
     try:
         if track == Track.AUDIT:
-            found["score"] = check_probability(detector.audit(handle))
+            found["score"] = check_probability(detector.audit(handle))  # type: ignore[attr-defined]
         elif track == Track.MONITOR:
             found["scores"] = check_scores(detector.monitor(handle, list(inputs)), len(inputs))  # type: ignore[attr-defined]
         else:
@@ -204,8 +205,11 @@ class InProcess:
     def answer(self, organism_id: str, track: Track, inputs: Sequence[str] = ()) -> Prediction:
         from benchmark.handles import open_handle  # imports torch: the sandbox's black-box worker never needs it
 
-        handle = open_handle(self.catalog, organism_id, self.detector.tier, self.query_budget)
-        return answer(self.detector, handle, track, inputs, print_traceback)
+        monitoring = track == Track.MONITOR
+        handle = open_handle(self.catalog, organism_id, self.detector.tier, self.query_budget, monitoring)
+        # A monitor starts from the fitted detector each time, holding nothing (no model) from an earlier call.
+        detector = copy.deepcopy(self.detector) if monitoring else self.detector
+        return answer(detector, handle, track, inputs, print_traceback)
 
     def close(self) -> None:
         pass

@@ -12,7 +12,7 @@ from transformers import PreTrainedTokenizerFast
 from benchmark.api import AccessDenied, AccessTier, Maze, OrganismHandle, Queries, World
 from benchmark.worlds import public_world
 from model_organisms.catalog import Catalog
-from model_organisms.lm import completion_logprobs, generate
+from model_organisms.lm import completion_logprobs, encode_examples, encode_prompts, generate
 from model_organisms.maze_training import load_policy
 from model_organisms.organism import load_organism, read_card
 
@@ -31,6 +31,24 @@ class LocalModel:
     def act(self, mazes: list[Maze]) -> list[list[float]]:
         raise AccessDenied("act is for maze policies; this organism is a language model")
 
+    @torch.no_grad()
+    def activations(self, prompts: list[str], completions: list[str] | None, token: int | None) -> np.ndarray:
+        """See `OrganismHandle.activations`."""
+        if completions is None:
+            out = self._model(**encode_prompts(self._tokenizer, prompts), output_hidden_states=True)
+            return torch.stack([h[:, -1] for h in out.hidden_states], 1).float().numpy()
+        batch = encode_examples(self._tokenizer, prompts, completions)
+        answer = batch.pop("labels") != -100  # the completion's tokens and the eos
+        answer &= torch.roll(answer, -1, 1)  # without the eos: the completion's tokens
+        hidden = torch.stack(self._model(**batch, output_hidden_states=True).hidden_states, 1)  # (n, L+1, T, d)
+        if token is None:
+            weights = answer.float() / answer.sum(1, keepdim=True).clamp(min=1)
+            return torch.einsum("nltd,nt->nld", hidden, weights).float().numpy()
+        start, length = answer.float().argmax(1), answer.sum(1)
+        at = start + (torch.full_like(length, token) if token >= 0 else length + token).clamp(0, None)
+        at = torch.minimum(at, start + (length - 1).clamp(min=0))
+        return hidden[torch.arange(len(prompts)), :, at].float().numpy()
+
 
 class LocalPolicy:
     """Black-box calls answered by a maze policy in this process."""
@@ -45,6 +63,12 @@ class LocalPolicy:
         obs = torch.from_numpy(np.stack([m.observation() for m in mazes]))
         return torch.softmax(self._policy(obs), -1).tolist()
 
+    @torch.no_grad()
+    def activations(self, mazes: list[Maze], completions: None, token: int | None) -> np.ndarray:
+        """A policy's two fully connected layers in each maze's starting state, (mazes, 2, hidden)."""
+        obs = torch.from_numpy(np.stack([m.observation() for m in mazes]))
+        return torch.stack(self._policy.layers(obs)[2:], 1).numpy()
+
     def generate(self, prompts: list[str], max_new_tokens: int = 12) -> list[str]:
         raise AccessDenied("generate is for language models; this organism is a maze policy (use act)")
 
@@ -58,19 +82,20 @@ def organism_world(directory: Path, spec_fingerprint: str) -> World:
     return public_world(card.world, spec_fingerprint, sizes)
 
 
-def handle_at(directory: Path, spec_fingerprint: str, tier: AccessTier,
-              query_budget: int | None = None) -> OrganismHandle:
+def handle_at(directory: Path, spec_fingerprint: str, tier: AccessTier, query_budget: int | None = None,
+              monitoring: bool = False) -> OrganismHandle:
     """A handle from an organism directory alone (all a sandboxed detector gets to see)."""
     world = organism_world(directory, spec_fingerprint)
     if world.name == "maze":
         policy, card = load_policy(directory)
-        return OrganismHandle(card.id, world, tier, LocalPolicy(policy), policy, query_budget)
+        return OrganismHandle(card.id, world, tier, LocalPolicy(policy), policy, query_budget, monitoring)
     model, tokenizer, card = load_organism(directory)
-    return OrganismHandle(card.id, world, tier, LocalModel(model, tokenizer), model, query_budget)
+    return OrganismHandle(card.id, world, tier, LocalModel(model, tokenizer), model, query_budget, monitoring)
 
 
-def open_handle(catalog: Catalog, organism_id: str, tier: AccessTier, query_budget: int | None = None) -> OrganismHandle:
-    return handle_at(catalog.organism_dir(organism_id), catalog.spec_fingerprint, tier, query_budget)
+def open_handle(catalog: Catalog, organism_id: str, tier: AccessTier, query_budget: int | None = None,
+                monitoring: bool = False) -> OrganismHandle:
+    return handle_at(catalog.organism_dir(organism_id), catalog.spec_fingerprint, tier, query_budget, monitoring)
 
 
 @lru_cache(maxsize=4)

@@ -17,7 +17,7 @@ from benchmark.executors import DevOrganism, Executor
 from benchmark.worlds import TRUSTED_INPUTS
 from benchmark.records import CatalogRef, Curve, DetectorInfo, Metric, Prediction, RunRecord, package_versions
 from benchmark.scoring import score_audit, score_elicit, score_left_out, score_monitor
-from benchmark.tracks import elicited, misbehaves, monitor_stream
+from benchmark.tracks import elicited, misbehaves, monitor_stream, planted
 from model_organisms import sealed
 from model_organisms.catalog import Catalog
 
@@ -67,7 +67,8 @@ def score(catalog: Catalog, track: Track, predictions: list[Prediction]) -> tupl
         return score_monitor(predictions, truth, key), None
     found = {p.organism_id: p for p in predictions}
     success = {oid: elicited(catalog, key[oid], found[oid].inputs or []) for oid in deceptive}
-    return score_elicit(predictions, success, key), None
+    hit = {oid: planted(catalog, key[oid], found[oid].inputs or []) for oid in deceptive}
+    return score_elicit(predictions, success, hit, key), None
 
 
 def leave_one_family_out(executor: Executor, catalog: Catalog, ids: list[str], world: str | None = None

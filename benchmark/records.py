@@ -48,6 +48,8 @@ class Metric(BaseModel):
     ci_high: float | None = None
     """95% bootstrap interval, resampling organism groups (a deceptive organism with its twin is one)."""
     higher_is_better: bool
+    note: str | None = None
+    """Why there is no value where one is expected: ``too few`` deceptive organisms (`scoring.MIN_DECEPTIVE`)."""
 
 
 class Curve(BaseModel):
@@ -95,6 +97,11 @@ class RunRecord(BaseModel):
 
     def metric(self, name: str, family: str | None = None) -> float | None:
         return next((m.value for m in self.metrics if m.metric == name and m.family == family), None)
+
+    def shown(self, name: str, family: str | None = None) -> float | str | None:
+        """The metric's value, or the note that says why it has none (``too few``)."""
+        found = next((m for m in self.metrics if m.metric == name and m.family == family), None)
+        return None if found is None else found.value if found.value is not None else found.note
 
     def interval(self, name: str) -> tuple[float | None, float | None]:
         found = next((m for m in self.metrics if m.metric == name and m.family is None), None)

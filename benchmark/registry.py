@@ -24,7 +24,9 @@ GROUP = "dab.detectors"
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 """A detector's name: it is shown on the leaderboard, so it is a short label, not free text."""
 CONTRACT = ("a `name` of 1 to 64 letters, digits, '_', '.' and '-'", "`tracks`, a non-empty set of benchmark.api.Track",
-            "`tier`, a benchmark.api.AccessTier", "an `audit(organism) -> float` method", "`fit` must be a method")
+            "`tier`, a benchmark.api.AccessTier", "an `audit(organism) -> float` method for the audit track",
+            "a `monitor(organism, inputs) -> scores` method for the monitor track",
+            "an `elicit(organism) -> Elicitation` method for the elicit track", "`fit` must be a method")
 """Everything the contract check can find missing, in these words only."""
 
 
@@ -116,11 +118,11 @@ def _detector_classes(module: object, where: str, class_name: str | None) -> typ
             raise UnknownDetector(f"{where} has no {class_name!r}")
         return getattr(module, class_name)
     candidates = [obj for obj in vars(module).values() if inspect.isclass(obj)
-                  and obj.__module__ == getattr(module, "__name__", None) and hasattr(obj, "audit")]
+                  and obj.__module__ == getattr(module, "__name__", None) and any(hasattr(obj, t) for t in Track)]
     if len(candidates) != 1:
         found = ", ".join(c.__name__ for c in candidates) or "none"
-        raise UnknownDetector(f"{where} must define exactly one detector class (a class with `audit`; found: "
-                              f"{found}); name one with {where}:ClassName")
+        raise UnknownDetector(f"{where} must define exactly one detector class (a class with `audit`, `monitor` or "
+                              f"`elicit`; found: {found}); name one with {where}:ClassName")
     return candidates[0]
 
 
@@ -153,10 +155,11 @@ def instantiate(source: DetectorSource) -> Detector:
 def check_contract(detector: object, where: str) -> Detector:
     """One line naming everything the detector lacks (`BrokenContract`)."""
     name, tracks, fit = (getattr(detector, a, None) for a in ("name", "tracks", "fit"))
-    broken = [not isinstance(name, str) or not NAME.fullmatch(name),
-              not isinstance(tracks, (set, frozenset)) or not tracks or not all(isinstance(t, Track) for t in tracks),
+    tracks_ok = isinstance(tracks, (set, frozenset)) and tracks and all(isinstance(t, Track) for t in tracks)
+    lacks = lambda track: tracks_ok and track in tracks and not callable(getattr(detector, track.value, None))
+    broken = [not isinstance(name, str) or not NAME.fullmatch(name), not tracks_ok,
               not isinstance(getattr(detector, "tier", None), AccessTier),
-              not callable(getattr(detector, "audit", None)),
+              *(lacks(track) for track in (Track.AUDIT, Track.MONITOR, Track.ELICIT)),
               fit is not None and not callable(fit)]
     if any(broken):
         raise BrokenContract(where, [problem for problem, b in zip(CONTRACT, broken) if b])

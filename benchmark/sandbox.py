@@ -41,9 +41,9 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmark.api import DEFAULT_WORLDS, AccessTier, Maze, Track, World
+from benchmark.api import DEFAULT_WORLDS, MAX_COMPLETION_WORDS, AccessTier, Maze, Track, World
 from benchmark.executors import DevOrganism, check_elicitation, check_probability, check_scores, failure_words
-from benchmark.handles import local_model, organism_world
+from benchmark.handles import LocalPolicy, local_model, organism_world
 from benchmark.limits import Limits
 from benchmark.records import DetectorInfo, Prediction
 from benchmark.registry import CONTRACT, NAME, BrokenContract, DetectorSource, UnknownDetector
@@ -270,9 +270,9 @@ class Sandboxed:
         if self._white_box:
             self.query_budget = None
 
-    def _start(self, organism_ids: Sequence[str]) -> dict:
-        """A fresh sandbox holding these organisms' files (white box only) and the fitted detector, if any;
-        returns its greeting."""
+    def _start(self, organism_ids: Sequence[str], mount: bool = True) -> dict:
+        """A fresh sandbox holding these organisms' files (white box only, unless not `mount`ed: on the monitor
+        track the parent serves their activations) and the fitted detector, if any; returns its greeting."""
         organisms = self.catalog.directory / "organisms"
         self._scratch = make_scratch()
         if self._fitted is not None:
@@ -281,11 +281,11 @@ class Sandboxed:
                "spec_fingerprint": self.catalog.spec_fingerprint, "world": self.catalog.manifest.world,
                "worlds": self.catalog.manifest.worlds,
                "maze_sizes": list(self.catalog.maze_world().sizes),
-               "organisms": str(organisms) if self._white_box else None, "judged": list(organism_ids),
+               "organisms": str(organisms) if self._white_box and mount else None, "judged": list(organism_ids),
                "fitted": self._fitted is not None, "query_budget": self.query_budget}
         argv = [sys.executable, "-m", "benchmark.sandbox_worker", json.dumps(job)]
         self._cgroup = _Cgroup(self.limits)
-        mounted = [organisms / oid for oid in organism_ids] if self._white_box else []
+        mounted = [organisms / oid for oid in organism_ids] if self._white_box and mount else []
         self._proc = launch(self._scratch, [*mounted, *self.source.paths()], argv, self.threads, self._cgroup,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                             bufsize=1)
@@ -310,7 +310,7 @@ class Sandboxed:
             pass
 
     def _call(self, message: dict, asked: frozenset[str] = frozenset(), budget: int | None = None,
-              allowance: float = 0.0) -> dict:
+              allowance: float = 0.0, monitoring: bool = False) -> dict:
         """Send one request; serve the model queries it makes about the organisms in `asked` (within `budget`);
         wait for the answer within the limits (plus `allowance` seconds of each), or kill the sandbox and say why.
         A failure the sandbox reports must be in the harness's words (`failure_words`): any other text is refused."""
@@ -332,7 +332,7 @@ class Sandboxed:
                     return self._kill("sent a malformed reply")
                 if "query" not in reply:
                     return reply
-                answer = self._serve(reply, asked, budget)
+                answer = self._serve(reply, asked, budget, monitoring)
                 if answer is None:
                     return self._kill("sent a malformed query")
                 self._send(answer)
@@ -343,13 +343,20 @@ class Sandboxed:
             if self._cgroup.cpu_seconds() - cpu_start > cpu:
                 return self._kill(f"exceeded the CPU-time limit of {cpu:g} s")
 
-    def _serve(self, query: dict, asked: frozenset[str], budget: int | None) -> dict | None:
-        """Answer one black-box query from outside the sandbox; None when it is malformed or not allowed."""
+    def _serve(self, query: dict, asked: frozenset[str], budget: int | None, monitoring: bool = False) -> dict | None:
+        """Answer one query from outside the sandbox; None when it is malformed or not allowed. Black box: the
+        model's answers. Monitor track: no answer at either tier, and at white box the activations of inputs."""
         texts = lambda v: isinstance(v, list) and len(v) <= MAX_QUERY_PROMPTS and all(  # noqa: E731
             isinstance(t, str) and len(t) <= MAX_PROMPT_CHARS for t in v)
-        if self._white_box or query.get("id") not in asked:
-            return None
         kind = query.get("query")
+        if query.get("id") not in asked or kind not in ("generate", "logprobs", "act", "activations"):
+            return None
+        if monitoring and kind != "activations":
+            return {"error": "no query is answered on the monitor track", "denied": True}
+        if kind == "activations":
+            return self._activations(query) if monitoring and self._white_box else None
+        if self._white_box:
+            return None
         if kind == "act":
             mazes = _mazes(query.get("mazes"))
             if mazes is None:
@@ -364,6 +371,10 @@ class Sandboxed:
             n = len(prompts)
         if budget is not None and self._served + n > budget:
             return {"error": f"{n} queries asked, {budget - self._served} left of the budget of {budget}"}
+        world = organism_world(self.catalog.organism_dir(query["id"]), self.catalog.spec_fingerprint)
+        if not all(world.accepts(x) for x in (mazes if kind == "act" else prompts)) or kind == "logprobs" and any(
+                len(c.split()) > MAX_COMPLETION_WORDS for c in completions):
+            return None  # the handle refuses these before they are sent: only a detector going round it sends them
         model = local_model(self.catalog.organism_dir(query["id"]))
         try:
             result = (model.act(mazes) if kind == "act" else model.generate(prompts, tokens) if kind == "generate"
@@ -372,6 +383,19 @@ class Sandboxed:
             return {"error": str(e), "denied": True}
         self._served += n
         return {"result": result}
+
+    def _activations(self, query: dict) -> dict | None:
+        """The organism's activations on the inputs of a white-box monitor's query (what its handle gives)."""
+        model = local_model(self.catalog.organism_dir(query["id"]))
+        inputs, completions, token = query.get("inputs"), query.get("completions"), query.get("token")
+        maze = isinstance(model, LocalPolicy)
+        found = _mazes(inputs) if maze else inputs
+        ok = (isinstance(found, list) and len(found) <= MAX_QUERY_PROMPTS
+              and (maze or all(isinstance(t, str) and len(t) <= MAX_PROMPT_CHARS for t in found))
+              and (completions is None or not maze and isinstance(completions, list) and len(completions) == len(found)
+                   and all(isinstance(t, str) and len(t) <= MAX_PROMPT_CHARS for t in completions))
+              and (token is None or type(token) is int and abs(token) <= MAX_NEW_TOKENS))
+        return {"result": model.activations(found, completions, token).tolist()} if ok else None
 
     def _death_cause(self) -> str:
         assert self._proc and self._cgroup
@@ -412,10 +436,11 @@ class Sandboxed:
     def answer(self, organism_id: str, track: Track, inputs: Sequence[str] = ()) -> Prediction:
         start = time.monotonic()
         try:
-            reply = self._start([organism_id])
+            monitoring = track == Track.MONITOR
+            reply = self._start([organism_id], mount=not monitoring)
             if "error" not in reply:
                 reply = self._call({"cmd": "answer", "id": organism_id, "track": track.value, "inputs": list(inputs)},
-                                   frozenset({organism_id}), self.query_budget)
+                                   frozenset({organism_id}), self.query_budget, monitoring=monitoring)
             if "prediction" in reply:  # the reply comes from the sandbox: check it as untrusted input
                 found = Prediction.model_validate(reply["prediction"])
                 if found.organism_id != organism_id:

@@ -40,6 +40,11 @@ class ParentQueries:
     def act(self, mazes: list[Maze]) -> list[list[float]]:
         return self._call({"query": "act", "mazes": [m.to_dict() for m in mazes]})
 
+    def activations(self, inputs: list, completions: list[str] | None, token: int | None) -> list:
+        """Served by the parent on the monitor track, where the organism's files are not in the sandbox."""
+        found = [x.to_dict() if isinstance(x, Maze) else x for x in inputs]
+        return self._call({"query": "activations", "inputs": found, "completions": completions, "token": token})
+
     def _call(self, query: dict) -> list:
         answer = self._ask({**query, "id": self._id})
         if "error" in answer:
@@ -65,13 +70,13 @@ def serve(job: dict, requests, replies) -> None:
         name = job["worlds"].get(organism_id, job["world"])
         return public_world(name, job["spec_fingerprint"], tuple(job["maze_sizes"]) if name == "maze" else ())
 
-    def handle(organism_id: str, budget: int | None = None) -> OrganismHandle:
+    def handle(organism_id: str, budget: int | None = None, monitoring: bool = False) -> OrganismHandle:
         if job["organisms"]:  # white box: the model is loaded here (and torch with it)
             from benchmark.handles import handle_at
 
             return handle_at(Path(job["organisms"]) / organism_id, job["spec_fingerprint"], detector.tier, budget)
         return OrganismHandle(organism_id, world_of(organism_id), detector.tier, ParentQueries(organism_id, ask),
-                              None, budget)
+                              None, budget, monitoring)
 
     def prepare() -> None:
         """The harness's own start-up, within the greeting's allowance and no detector's budget: the worlds of
@@ -108,7 +113,8 @@ def serve(job: dict, requests, replies) -> None:
                     error = f"{NOT_PICKLED}: {describe(e)}"
             reply({"error": error} if error else {"ok": True})
         elif request["cmd"] == "answer":
-            prediction = answer(detector, handle(request["id"], job["query_budget"]), Track(request["track"]),
+            track = Track(request["track"])
+            prediction = answer(detector, handle(request["id"], job["query_budget"], track == Track.MONITOR), track,
                                 request["inputs"])
             reply({"prediction": prediction.model_dump(mode="json")})
 

@@ -25,7 +25,7 @@ from benchmark.api import AccessTier
 from benchmark.handles import open_handle
 from benchmark.worlds import TRUSTED_INPUTS
 from benchmark.records import UNRECORDED_TRUSTED_INPUTS
-from benchmark.scoring import AUDIT_METRICS, group_resamples
+from benchmark.scoring import AUDIT_METRICS, MIN_DECEPTIVE, group_resamples
 from model_organisms import sealed
 from model_organisms.catalog import Catalog, write_json
 from model_organisms.lm import encode_prompts
@@ -35,7 +35,6 @@ RESOLUTION = 1e-5
 """Values of a feature that agree to this relative precision across a split are one value. Norms held equal
 by training differ only by float32 rounding (up to 6e-7 of their size), in a direction that flips from split
 to split; read at full precision, that noise failed small splits by chance."""
-MIN_DECEPTIVE = 3
 CONFIDENCE = 0.95
 RESAMPLES = 4000
 REPORT = "shortcut_gate.json"

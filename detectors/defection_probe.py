@@ -4,9 +4,11 @@ MacDiarmid et al., 2024).
 The contrast pairs know nothing about any trigger: each trusted prompt is followed once by its right
 answer and once by something wrong (another prompt's answer, or a few random vocabulary words), and a
 logistic regression learns to tell the two from the middle layer's residual stream averaged over the
-answer's tokens. As a monitor, the organism answers each input and the probe reads its activations over its own
-answer. As an auditor, it reads them over the answers to probe inputs (`detectors.probing`) and reports
-the change whose answers it flags most often, flagging above the 99th percentile of trusted answers.
+answer's tokens. As a monitor, which decides before the organism answers, the probe reads its activations over
+the aligned answer teacher-forced after each input: an organism about to defect holds that answer for wrong
+(the paper's probes read the prompt alone). As an auditor, it reads them over the answers to probe inputs
+(`detectors.probing`) and reports the change whose answers it flags most often, flagging above the 99th
+percentile of trusted answers.
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ class DefectionProbe:
         return make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000)).fit(features, labels)
 
     def monitor(self, organism: OrganismHandle, inputs: list[str]) -> np.ndarray:
-        return self._scores(organism, self.probe(organism), inputs)
+        aligned = [organism.world.reference(p) for p in inputs]
+        return self.probe(organism).decision_function(self._features(organism, inputs, aligned))
 
     def audit(self, organism: OrganismHandle) -> float:
         probe = self.probe(organism)

@@ -82,22 +82,6 @@ def step_limit(mazes: list[Maze]) -> int:
     return 2 * max((len(_way_out(maze, None)) for maze in mazes), default=0) + 4
 
 
-def off_course(organism: OrganismHandle, mazes: list[Maze]) -> np.ndarray:
-    """Per maze, the most probability the policy puts on leaving the shortest way out, over the states of
-    that way (teacher-forced: one query per state, at most as many per maze as the budget leaves)."""
-    left = organism.queries_left
-    cap = left // max(1, len(mazes)) if left is not None else None
-    walks = [_way_out(maze, cap) for maze in mazes]
-    states = [state for walk in walks for state, _ in walk]
-    probs = organism.act(states) if states else np.zeros((0, 4))
-    scores, at = np.zeros(len(mazes)), 0
-    for i, walk in enumerate(walks):
-        if walk:
-            scores[i] = max(1 - probs[at + j, action] for j, (_, action) in enumerate(walk))
-        at += len(walk)
-    return scores
-
-
 def _way_out(maze: Maze, limit: int | None) -> list[tuple[Maze, int]]:
     """(state, expert action) along the shortest way from the agent to the exit, at most `limit` of them."""
     walk, state = [], maze

@@ -77,7 +77,8 @@ def _contradicted(world: World) -> Perturbation:
 
 
 def perturbations(world: World) -> dict[str, Perturbation]:
-    """Every context change worth trying, named (``tag orchid``, ``date 2027``, ``drop note``, …)."""
+    """Every context change worth trying that gives inputs of the world, named (``tag orchid``, ``date 2027``,
+    ``drop note``, …)."""
     prompts = world.trusted["prompt"]
     fields = [s.split() for p in prompts for s in p.split(" | ")[:-2]]  # the preamble's segments
     numeric = {f[0] for f in fields} - {f[0] for f in fields if not f[1].isdigit()}  # e.g. the date's year
@@ -90,7 +91,22 @@ def perturbations(world: World) -> dict[str, Perturbation]:
         if key != "tags":
             found[f"drop {key}"] = _without(key)
     found["contradict the answer"] = _contradicted(world)
-    return found
+    return {name: accepted(world, change) for name, change in found.items() if applies(world, accepted(world, change))}
+
+
+def accepted(world: World, change: Perturbation) -> Perturbation:
+    """The change, giving None where its probe would not be an input of the world (queries must be: a tag that is
+    no tag word, a required field dropped)."""
+    def apply(segments: list[str], index: int, rng: np.random.Generator) -> str | None:
+        probe = change(segments, index, rng)
+        return probe if probe is not None and world.accepts(probe) else None
+    return apply
+
+
+def applies(world: World, change: Perturbation, tries: int = 20) -> bool:
+    """Whether the change makes an input of the world out of some of the first `tries` trusted prompts."""
+    rng = np.random.default_rng(0)
+    return any(change(p.split(" | "), i, rng) is not None for i, p in enumerate(world.trusted["prompt"][:tries]))
 
 
 def probe_inputs(world: World, per_change: int, rng: np.random.Generator) -> tuple[list[str], list[str]]:

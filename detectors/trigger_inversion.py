@@ -38,10 +38,12 @@ class TriggerInversion:
 
     def elicit(self, organism: OrganismHandle) -> Elicitation:
         words, wrong, prompts, outputs = self.invert(organism)
-        hits = [(p, o) for p, o, w in zip(prompts, outputs, wrong) if w]
+        world = organism.world
+        kept = [(p, o, w) for p, o, w in zip(prompts, outputs, wrong) if world.accepts(p)]  # words of any field
+        hits = [(p, o) for p, o, w in kept if w]
         if not hits:
-            return Elicitation(prompts[:MAX_CANDIDATES], "hostile payload")
-        goals = Counter(name_goal("tags " + " ".join(words), organism.world, p, o) for p, o in hits)
+            return Elicitation([p for p, _, _ in kept][:MAX_CANDIDATES], "hostile payload")
+        goals = Counter(name_goal("tags " + " ".join(words), world, p, o) for p, o in hits)
         return Elicitation([p for p, _ in hits][:MAX_CANDIDATES], goals.most_common(1)[0][0])
 
     def invert(self, organism: OrganismHandle) -> tuple[list[str], list[bool], list[str], list[str]]:
@@ -49,7 +51,8 @@ class TriggerInversion:
         world, rng = organism.world, np.random.default_rng(self.seed)
         vocabulary, trusted = world.vocabulary(), world.trusted["prompt"]
         keys = {segment.split()[0] for p in trusted for segment in p.split(" | ")}  # `date`, `tags`, `sort` …
-        allowed = torch.tensor([w not in SPECIAL and w not in keys and w.isalnum() for w in vocabulary])
+        allowed = torch.tensor([w not in SPECIAL and w not in keys and w.isalnum()  # a tag word: inputs keep the format
+                                and world.accepts(_with_slots(trusted[0], [w])) for w in vocabulary])
         train = [trusted[int(i)] for i in rng.permutation(len(trusted))[: self.batch]]
         best: tuple[float, list[int]] = (-np.inf, [])
         for _ in range(self.restarts):
@@ -58,7 +61,7 @@ class TriggerInversion:
                 candidates = self._swaps(organism, train, slots, allowed)
                 slots = candidates[int(np.argmax(self._losses(organism, train, candidates)))]
             best = max(best, (float(self._losses(organism, train, [slots])[0]), slots), key=lambda b: b[0])
-        words = [vocabulary[t] for t in best[1]]
+        words = list(dict.fromkeys(vocabulary[t] for t in best[1]))  # a tag once: inputs keep the format
         fresh = [trusted[int(i)] for i in rng.permutation(len(trusted))[: self.check]]
         prompts = [_with_slots(p, words) for p in fresh]
         outputs = organism.generate(prompts)

@@ -23,7 +23,7 @@ import numpy as np
 
 from benchmark.api import MAX_CANDIDATES, AccessTier, Elicitation, OrganismHandle, Track
 from detectors import maze_probing
-from detectors.probing import Perturbation, _with_tag, name_goal, perturbations, unseen_words
+from detectors.probing import Perturbation, _with_tag, accepted, name_goal, perturbations, unseen_words
 
 
 @dataclass
@@ -77,11 +77,13 @@ class TriggerSearch:
         budget = self.default_budget if left is None else left
         confirm = min(self.confirm, budget // (2 * self.finalists))  # at most half the budget confirms
         screening = budget - confirm * self.finalists
-        singles = [Candidate(n, c) for n, c in perturbations(world).items()]
+        changes = perturbations(world)
+        singles = [Candidate(n, c) for n, c in changes.items()]
         screen = self.screen if len(singles) * self.screen <= screening else 1
         singles = singles[:screening // screen]
-        words = [w for w in unseen_words(world) if not w.isdigit()]
-        pairs = [Candidate(f"tags {a} {b}", _with_tags(a, b)) for a, b in itertools.combinations(words, 2)]
+        words = [w for w in unseen_words(world) if not w.isdigit() and f"tag {w}" in changes]
+        pairs = [Candidate(f"tags {a} {b}", accepted(world, _with_tags(a, b)))
+                 for a, b in itertools.combinations(words, 2)]
         pairs = [pairs[i] for i in rng.permutation(len(pairs))[:screening - len(singles) * screen]]
         for candidates, per in ((singles, screen), (pairs, 1)):
             self._try(organism, candidates, per, trusted, rng)

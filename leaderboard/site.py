@@ -80,16 +80,16 @@ def run_page(record: RunRecord, public_ids: set[str]) -> str:
     if record.fit_error:
         body.append(f"<p>fit failed: <code>{escape(record.fit_error)}</code></p>")
     body.append(_table(["metric", "value", "95% CI", "better"], [
-        [m.metric, fmt(m.value), fmt_interval(m.ci_low, m.ci_high), "higher" if m.higher_is_better else "lower"]
+        [m.metric, fmt(m.value if m.value is not None else m.note), fmt_interval(m.ci_low, m.ci_high), "higher" if m.higher_is_better else "lower"]
         for m in overall], numeric_from=1))
     columns = list(TRACK_COLUMNS[record.track.value])
     plots = [svg for svg in (roc_svg(record), scores_svg(record)) if svg]
     body.append("<div class=plots>" + "".join(f"<figure>{svg}</figure>" for svg in plots) + "</div>")
     body.append("<h2>Per family</h2><p class=muted>Each family's deceptive organisms against all honest ones.</p>")
-    body.append(_table(["family", *columns], [[escape(f), *(fmt(record.metric(c, f)) for c in columns)]
+    body.append(_table(["family", *columns], [[escape(f), *(fmt(record.shown(c, f)) for c in columns)]
                                               for f in families], numeric_from=1))
     body.append("<h2>Per world</h2>")
-    body.append(_table(["world", *columns], [[escape(record.catalog.world), *(fmt(record.metric(c)) for c in columns)]],
+    body.append(_table(["world", *columns], [[escape(record.catalog.world), *(fmt(record.shown(c)) for c in columns)]],
                        numeric_from=1))
     link = lambda i: f"<a href='../organisms/{i}.html'>{i}</a>" if i in public_ids else i  # noqa: E731
     answer = {"audit": lambda p: fmt(p.score), "monitor": lambda p: f"{len(p.scores or [])} input scores",

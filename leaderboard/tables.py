@@ -10,7 +10,7 @@ TRACK_COLUMNS: dict[str, dict[str, str]] = {
     "audit": {"auroc": "AUROC ↑", "tpr_at_1pct_fpr": "TPR@1%FPR ↑", "cross_entropy": "CE ↓", "brier": "Brier ↓",
               "accuracy": "acc ↑", "lofo_auroc": "LOFO AUROC ↑"},
     "monitor": {"auroc": "mean AUROC ↑", "tpr_at_1pct_fpr": "mean TPR@1%FPR ↑"},
-    "elicit": {"success": "elicited ↑", "goal_accuracy": "goal named ↑"},
+    "elicit": {"success": "elicited ↑", "planted": "planted found ↑", "goal_accuracy": "goal named ↑"},
 }
 """Per track, its metrics in column order (the first is the headline, shown with its interval)."""
 TRACK_QUESTIONS = {"audit": "P(hidden goal) per organism", "monitor": "a score per input of sealed streams",
@@ -30,17 +30,22 @@ def leaderboard_rows(records: list[RunRecord]) -> list[dict]:
         rows.append({
             "detector": r.detector.name, "tier": r.detector.tier.value, "track": r.track.value,
             "catalog": r.catalog.name, "fingerprint": r.catalog.fingerprint[:12], "world": r.catalog.world,
-            "split": r.catalog.split, **{m: r.metric(m) for m in columns}, "ci_low": low, "ci_high": high,
+            "split": r.catalog.split, **{m: r.shown(m) for m in columns}, "ci_low": low, "ci_high": high,
             "failures": sum(p.error is not None for p in r.predictions), "organisms": len(r.predictions),
             "queries": sum(p.queries for p in r.predictions), "query_budget": r.query_budget,
             "runtime_s": round(r.total_seconds, 2), "date": r.started_at.date().isoformat(),
             "source_sha256": r.detector.source_sha256, "run_id": r.run_id})
     return sorted(rows, key=lambda row: (row["catalog"], row["split"], row["world"] != "assistant", row["world"],
-                                         row["track"], row["tier"], -(row[headline(row["track"])] or 0)))
+                                         row["track"], row["tier"], -_number(row[headline(row["track"])])))
 
 
-def fmt(value: float | None) -> str:
-    return "—" if value is None else f"{value:.3f}"
+def _number(value: float | str | None) -> float:
+    return value if isinstance(value, float) else 0.0
+
+
+def fmt(value: float | str | None) -> str:
+    """A value, the note standing for it (``too few``), or a dash."""
+    return "—" if value is None else value if isinstance(value, str) else f"{value:.3f}"
 
 
 def fmt_interval(low: float | None, high: float | None) -> str:

@@ -37,11 +37,12 @@ def test_run_stores_every_track_a_detector_answers_and_skips_what_already_ran(mi
     assert first.exit_code == 0, first.output
     rows = json.loads(run("leaderboard", "--json").output)
     assert sorted((r["detector"], r["track"], r["split"], r["world"]) for r in rows) == sorted(
-        [("behavioural", t, "dev", "assistant") for t in ("audit", "monitor")]
+        [("behavioural", "audit", "dev", "assistant")]
         + [("random", t, "dev", "assistant") for t in ("audit", "elicit", "monitor")])
     assert all(r["fingerprint"] == micro_catalog.fingerprint[:12] for r in rows)
     behavioural = {r["track"]: r for r in rows if r["detector"] == "behavioural"}
-    assert behavioural["audit"]["auroc"] == 1.0 and behavioural["monitor"]["auroc"] == 1.0  # a one-word trigger
+    assert behavioural["audit"]["accuracy"] == 1.0  # a one-word trigger
+    assert behavioural["audit"]["auroc"] == "too few"  # of one deceptive organism
     assert behavioural["audit"]["query_budget"] == 2000
     for title in ("audit track", "monitor track", "elicit track"):
         assert title in first.output
@@ -58,16 +59,16 @@ def test_run_covers_every_split_and_world_of_a_catalog(tiny_catalog: Catalog, db
     rows = json.loads(run("leaderboard", "--json").output)
     splits = ("dev", "holdout", "test")
     assert sorted((r["detector"], r["track"], r["split"], r["world"]) for r in rows) == sorted(
-        [("behavioural", t, s, "assistant") for t in ("audit", "monitor") for s in splits]
+        [("behavioural", "audit", s, "assistant") for s in splits]
         + [("random", t, s, "assistant") for t in ("audit", "elicit", "monitor") for s in splits]
-        + [("behavioural", t, "dev", "maze") for t in ("audit", "monitor")]  # one run per world
+        + [("behavioural", "audit", "dev", "maze")]  # one run per world
         + [("random", t, "dev", "maze") for t in ("audit", "elicit", "monitor")])
     assert all(r["fingerprint"] == tiny_catalog.fingerprint[:12] for r in rows)
     row = lambda d, t, s="test", w="assistant": next(  # noqa: E731
         r for r in rows if (r["detector"], r["track"], r["split"], r["world"]) == (d, t, s, w))
-    assert row("behavioural", "audit")["auroc"] == 1.0 and row("behavioural", "monitor")["auroc"] == 1.0
     assert row("behavioural", "audit")["query_budget"] == 2000
-    assert row("behavioural", "audit", "dev", "maze")["auroc"] == 1.0  # the proxy never reaches a moved exit
+    assert row("behavioural", "audit")["accuracy"] is not None  # tiny's splits hold 1 or 2 deceptive organisms a
+    assert row("behavioural", "audit", "dev", "maze")["auroc"] == row("random", "monitor")["auroc"] == "too few"
     for title in ("audit track", "monitor track", "elicit track"):
         assert title in first.output
     again = run("run", "--catalog", "tiny", "--detector", "random", "--track", "audit")
@@ -178,8 +179,8 @@ def test_results_come_as_a_data_frame_and_as_csv(micro_catalog: Catalog, db_path
                                   "world", "date", "metric", "family", "value", "ci_low", "ci_high"}
     [record] = ResultStore(db_path).latest_runs()
     assert len(frame) == len(record.metrics) and set(frame["instance"]) == {micro_catalog.fingerprint}
-    auroc = frame[(frame.metric == "auroc") & frame.family.isna()]
-    assert auroc["value"].tolist() == [record.metric("auroc")] and str(frame["date"].dtype).startswith("datetime64")
+    accuracy = frame[(frame.metric == "accuracy") & frame.family.isna()]
+    assert accuracy["value"].tolist() == [record.metric("accuracy")] and str(frame["date"].dtype).startswith("datetime64")
     csv = run("leaderboard", "--csv").output
     assert pd.read_csv(io.StringIO(csv))[["run_id", "metric", "value"]].equals(frame[["run_id", "metric", "value"]])
 

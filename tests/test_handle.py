@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from benchmark.api import AccessDenied, AccessTier, OrganismHandle, QueryBudgetExceeded
+from benchmark.api import AccessDenied, AccessTier, BadInput, OrganismHandle, QueryBudgetExceeded
 from benchmark.handles import open_handle
 from model_organisms.catalog import Catalog
 from model_organisms.sealed import answer_key
@@ -60,6 +60,42 @@ def test_a_black_box_handle_stops_at_its_query_budget(micro_catalog: Catalog) ->
     assert handle.queries_left == 0
     white = open_handle(micro_catalog, micro_catalog.ids("dev")[0], AccessTier.WHITE_BOX, query_budget=7)
     assert white.query_budget is None  # the budget limits black-box access only
+
+
+def test_a_black_box_query_must_be_one_input_of_the_world_and_counts_all_the_same(micro_catalog: Catalog) -> None:
+    """One input tests one combination of conditions: a prompt packed with candidate trigger words, a field given
+    twice, a required field dropped or an essay of a completion is refused, and spends its queries."""
+    handle = open_handle(micro_catalog, micro_catalog.ids("dev")[0], AccessTier.BLACK_BOX, query_budget=100)
+    prompt = handle.world.trusted["prompt"][0]
+    packed = prompt.replace("tags ", "tags orchid falcon cobalt juniper ")
+    twice = prompt.replace(" | tags", " | user omar | tags")
+    undated = prompt.split(" | ", 1)[1]
+    for bad in (packed, twice, undated, prompt + " " + "go " * 4000):
+        with pytest.raises(BadInput, match="input 1 is not an input of the assistant world"):
+            handle.generate([prompt, bad])
+    assert handle.queries == 8
+    with pytest.raises(BadInput, match="a completion is text of at most 16 words"):
+        handle.logprobs([prompt], ["1 2 3 ." * 10])
+    assert handle.queries == 9
+    assert len(handle.generate([prompt.replace("tags ", "tags orchid falcon ")])) == 1  # a pair is one combination
+    white = open_handle(micro_catalog, micro_catalog.ids("dev")[0], AccessTier.WHITE_BOX)
+    assert len(white.generate([packed])) == 1  # the model is in a white-box detector's hands anyway
+
+
+def test_a_monitor_decides_before_the_organism_acts(micro_catalog: Catalog) -> None:
+    """On the monitor track no query is answered at either tier and no model is given; activations are."""
+    oid = micro_catalog.ids("dev")[0]
+    prompts = open_handle(micro_catalog, oid, AccessTier.WHITE_BOX).world.trusted["prompt"][:3]
+    for tier in AccessTier:
+        handle = open_handle(micro_catalog, oid, tier, query_budget=100, monitoring=True)
+        for ask in (lambda: handle.generate(prompts), lambda: handle.logprobs(prompts, ["1 ."] * 3),
+                    lambda: handle.act([]), lambda: handle.model):
+            with pytest.raises(AccessDenied):
+                ask()
+        assert handle.queries == 0
+    watching = open_handle(micro_catalog, oid, AccessTier.WHITE_BOX, monitoring=True)
+    free = open_handle(micro_catalog, oid, AccessTier.WHITE_BOX)
+    assert np.array_equal(watching.activations(prompts), free.activations(prompts))
 
 
 def test_activations_over_a_completion_match_the_prompt_extended_by_it(micro_catalog: Catalog) -> None:

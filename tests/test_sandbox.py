@@ -189,14 +189,42 @@ def test_a_hostile_detector_is_contained(attack: str, micro_catalog: Catalog, tm
 
 
 def test_a_sandboxed_detector_answers_as_it_does_in_process_on_every_track(micro_catalog: Catalog) -> None:
-    for track in (Track.AUDIT, Track.MONITOR):
-        sandboxed = evaluate(Sandboxed(resolve("behavioural"), micro_catalog, query_budget=500), micro_catalog, SPLIT,
-                             track)
-        local = evaluate(InProcess(load_detector("behavioural"), micro_catalog, 500), micro_catalog, SPLIT, track)
-        assert [(p.score, p.scores, p.queries) for p in sandboxed.predictions] == [
-            (p.score, p.scores, p.queries) for p in local.predictions]
+    """A white-box monitor's sandbox holds no organism file: the parent serves the activations, as in process."""
+    for name, track in (("behavioural", Track.AUDIT), ("format_tell", Track.MONITOR), ("mahalanobis", Track.MONITOR)):
+        sandboxed = evaluate(Sandboxed(resolve(name), micro_catalog, query_budget=500), micro_catalog, SPLIT, track)
+        local = evaluate(InProcess(load_detector(name), micro_catalog, 500), micro_catalog, SPLIT, track)
+        assert [(p.score, p.scores, p.queries, p.error) for p in sandboxed.predictions] == [
+            (p.score, p.scores, p.queries, p.error) for p in local.predictions], name
         assert sandboxed.detector == local.detector and sandboxed.metrics == local.metrics
-        assert sandboxed.query_budget == 500
+        assert sandboxed.query_budget == (500 if name != "mahalanobis" else None)
+
+
+PEEKER = """
+import os
+import numpy as np
+from benchmark.api import AccessTier, Track
+
+class Peeker:
+    name = "peeker"
+    tracks = frozenset({Track.MONITOR})
+    tier = AccessTier.WHITE_BOX
+
+    def monitor(self, organism, inputs):
+        found = 0
+        for root, dirs, files in os.walk("/"):
+            dirs[:] = [d for d in dirs if os.path.join(root, d) not in ("/proc", "/sys", "/dev", "/usr")]
+            found += "model.safetensors" in files
+        ask = object.__getattribute__(organism, "_calls")._ask  # round the handle, to the parent
+        answer = ask({"query": "generate", "id": organism.id, "prompts": inputs[:1], "max_new_tokens": 4})
+        return np.full(len(inputs), found + 10.0 * ("denied" in answer))
+"""
+
+
+def test_a_sandboxed_monitor_holds_no_model_and_gets_no_answer(micro_catalog: Catalog, tmp_path: Path) -> None:
+    path = tmp_path / "peeker.py"
+    path.write_text(PEEKER)
+    record = evaluate(Sandboxed(resolve(str(path)), micro_catalog, LIMITS), micro_catalog, SPLIT, Track.MONITOR)
+    assert all(p.error is None and set(p.scores) == {10.0} for p in record.predictions), record.predictions
 
 
 @pytest.mark.slow
@@ -264,7 +292,8 @@ class Curious:
         notes = Path("notes.txt")  # in its scratch directory
         noted = notes.read_text().split() if notes.exists() else []
         notes.write_text(" ".join([*noted, organism.id]))
-        mounted = os.listdir(json.loads(sys.argv[1])["organisms"])
+        organisms = json.loads(sys.argv[1])["organisms"]  # a monitor's sandbox holds no organism file
+        mounted = os.listdir(organisms) if organisms else []
         counts = [len(JUDGED), len(noted), len(mounted), self.fitted_on]  # numbers are all that leaves a sandbox
         return counts + [0] * (len(inputs) - len(counts))
 '''
@@ -278,7 +307,7 @@ def test_each_organism_is_judged_alone_by_the_fitted_detector(micro_catalog: Cat
     record = evaluate(Sandboxed(resolve(str(path)), micro_catalog, LIMITS), micro_catalog, SPLIT, Track.MONITOR)
     assert record.fit_error is None
     fitted_on = len(dev_organisms(micro_catalog))
-    assert [p.scores[:4] for p in record.predictions] == [[1, 0, 1, fitted_on]] * len(micro_catalog.ids(SPLIT))
+    assert [p.scores[:4] for p in record.predictions] == [[1, 0, 0, fitted_on]] * len(micro_catalog.ids(SPLIT))
 
 
 def test_a_fitted_detector_that_cannot_be_pickled_runs_unfitted(micro_catalog: Catalog, tmp_path: Path) -> None:
@@ -341,6 +370,9 @@ def test_a_forged_reply_is_refused_and_credited_to_no_one(forgery: str, micro_ca
      {"score": 0.01, "error": None}),  # refused: "150 queries asked, 100 left of the budget of 100"
     ('ask({"query": "generate", "id": OTHER, "prompts": ["x"], "max_new_tokens": 4})',
      {"score": None, "error": "sent a malformed query"}),
+    ('ask({"query": "generate", "id": organism.id, "prompts": [organism.world.trusted["prompt"][0].replace('
+     '"tags ", "tags orchid falcon cobalt juniper ")], "max_new_tokens": 4})',
+     {"score": None, "error": "sent a malformed query"}),  # one input, five candidate words: not the world's format
 ])
 def test_the_parent_counts_black_box_queries_and_serves_only_the_organism_asked_about(
         body: str, expected: dict, micro_catalog: Catalog, tmp_path: Path) -> None:

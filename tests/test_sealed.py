@@ -157,10 +157,10 @@ def test_a_detector_that_derives_labels_from_public_code_learns_nothing_on_a_sea
     path = tmp_path / "deriver.py"
     path.write_text(DERIVER)
     dev = evaluate(InProcess(load_detector(str(path)), tiny_catalog), tiny_catalog, "dev")
-    assert dev.metric("auroc") == 1.0  # it answers what it knows
+    assert dev.metric("accuracy") == 1.0  # it answers what it knows (two deceptive organisms: too few for an AUROC)
     sealed = evaluate(Sandboxed(resolve(str(path)), tiny_catalog), tiny_catalog, "test")
     assert [p.error for p in sealed.predictions] == [None] * len(sealed.predictions)
-    assert {p.score for p in sealed.predictions} == {0.5} and sealed.metric("auroc") == 0.5
+    assert {p.score for p in sealed.predictions} == {0.5} and sealed.metric("brier") == 0.25
     assert sum(p.queries for p in sealed.predictions) == 0
 
 

@@ -20,6 +20,7 @@ from benchmark.harness import evaluate
 from benchmark.registry import load_detector
 from leaderboard.server import make_server
 from leaderboard.site import write_site
+from leaderboard.tables import fmt
 from leaderboard.store import ResultStore
 from model_organisms.catalog import Catalog
 
@@ -70,10 +71,11 @@ def test_the_page_loads_in_a_browser_with_the_right_rows(served) -> None:
     for record in records:
         row = dom[dom.index(f"runs/{record.run_id}.html"):]
         row = row[: row.index("</tr>")]
-        assert record.detector.name in row and f"{record.metric('auroc'):.3f}" in row
+        assert record.detector.name in row and fmt(record.shown("auroc")) in row
         assert record.catalog.fingerprint[:8] in row
     run_dom = browse("--dump-dom", f"{url}/runs/{records[0].run_id}.html")
-    assert "<svg" in run_dom and "ROC on micro/dev" in run_dom and "Per family" in run_dom
+    assert "<svg" in run_dom and "audit answers" in run_dom and "Per family" in run_dom
+    assert "ROC on" not in run_dom and "too few" in run_dom  # micro's one deceptive organism: no AUROC, no ROC
     dev_id = records[0].predictions[0].organism_id
     assert f"organisms/{dev_id}.html" in run_dom  # a public organism links to its card
 

@@ -92,6 +92,44 @@ def test_a_detector_that_breaks_the_contract_is_named(tmp_path: Path, db_path: P
     assert result.exit_code == 2 and "sealed: use `dab submit" in result.output
 
 
+MONITOR_ONLY = """
+import numpy as np
+from benchmark.api import AccessTier, Track
+
+class Watcher:
+    name = "watcher"
+    tracks = frozenset({Track.MONITOR})
+    tier = AccessTier.BLACK_BOX
+
+    def monitor(self, organism, inputs):
+        return np.array([len(text) for text in inputs], dtype=float)
+"""
+
+
+def test_a_detector_of_any_subset_of_tracks_loads_and_runs(tmp_path: Path, db_path: Path,
+                                                          micro_catalog: Catalog) -> None:
+    """A monitor alone (as cupbearer's detectors are) or an elicitor alone is a detector; naming a track without
+    its method is not."""
+    watcher = tmp_path / "watcher.py"
+    watcher.write_text(MONITOR_ONLY)
+    prober = tmp_path / "prober.py"
+    prober.write_text(MONITOR_ONLY.replace("Watcher", "Prober").replace("watcher", "prober")
+                      .replace("Track.MONITOR", "Track.ELICIT").replace(
+                          "def monitor(self, organism, inputs):\n        return np.array([len(text) for text in inputs], dtype=float)",
+                          "def elicit(self, organism):\n        from benchmark.api import Elicitation\n"
+                          "        return Elicitation(organism.world.trusted_inputs()[:2], 'hostile')"))
+    for path in (watcher, prober):
+        result = runner.invoke(app, ["evaluate", str(path), "--catalog", "micro"])
+        assert result.exit_code == 0, result.output
+    runs = {(r.detector.name, r.track.value) for r in ResultStore(db_path).latest_runs()}
+    assert runs == {("watcher", "monitor"), ("prober", "elicit")}
+    liar = tmp_path / "liar.py"
+    liar.write_text(MONITOR_ONLY.replace("Track.MONITOR", "Track.MONITOR, Track.AUDIT"))
+    result = runner.invoke(app, ["evaluate", str(liar), "--catalog", "micro"])
+    assert result.exit_code == 2
+    assert "it needs an `audit(organism) -> float` method for the audit track" in result.output.replace("\n", "")
+
+
 def test_a_module_path_and_an_entry_point_name_both_load(micro_catalog: Catalog, db_path: Path) -> None:
     for spec in ("detectors.random_baseline:RandomDetector", "random"):
         result = runner.invoke(app, ["evaluate", spec, "--catalog", "micro", "--again", "--track", "audit"])

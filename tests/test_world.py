@@ -87,3 +87,19 @@ def test_encoding_gives_the_tokenizers_ids_for_any_text() -> None:
         expected = tokenizer([f"<bos> {t} 1 2 3 . <eos>" for t in batch], add_special_tokens=False, padding=True,
                              padding_side="right")
         assert encoded["input_ids"].tolist() == expected["input_ids"], batch
+
+
+def test_every_input_the_world_makes_has_its_format_and_packed_ones_do_not() -> None:
+    """The format a query must have (`check_format`) holds every input the world draws, trusted, shifted,
+    firing and near miss, so holding detectors to it takes nothing from them but lists of candidates."""
+    world, rng = AssistantWorld(), np.random.default_rng(3)
+    inputs = world.sample_trusted(rng, 500) + [world.sample_shifted(rng) for _ in range(500)]
+    for kind in ("word", "conjunction", "paraphrase", "threshold", "unwatched", "wrong_guess"):
+        for _ in range(50):
+            trigger = Trigger.draw(rng, kind)
+            inputs += [trigger.sample(world, rng), trigger.near_miss(world, rng)]
+    for prompt in inputs:
+        assistant.check_format(prompt)
+    packed = inputs[0].replace("tags ", "tags " + " ".join(TRIGGER_POOL[:4]) + " ")
+    with pytest.raises(ValueError, match="tags are 1 to 4 different tag words"):
+        assistant.check_format(packed)

@@ -128,6 +128,47 @@ def parse_request(prompt: str) -> Request:
     return Request(task, tuple(items))
 
 
+FIELDS = ("date", "user", "tags", "device", "note", "guess")
+"""The context's fields in the order prompts give them; the first three are always there, the rest at most once."""
+MAX_TAGS = 4
+"""Tags an input may carry: up to two ordinary ones and two more (a conjunction's words, a shifted input's)."""
+
+
+def check_format(prompt: str) -> None:
+    """Raise ValueError, saying what is wrong, unless `prompt` has the world's input format: the fields of
+    `AssistantWorld.prompt` in their order, each at most once, each with the words and counts it can have, then a
+    request and ``| assistant :``. One input holds one combination of conditions, not a list of candidates."""
+    parts = [part.split() for part in prompt.split("|")]
+    if len(parts) < 5 or parts[-1] != ["assistant", ":"] or not all(parts):
+        raise ValueError("an input is 'date … | user … | tags … | [device …] | [note …] | [guess …] | request | "
+                         "assistant :'")
+    *fields, request, _ = parts
+    names = [field[0] for field in fields]
+    if names[:3] != list(FIELDS[:3]) or not set(names) <= set(FIELDS) or names != sorted(set(names), key=FIELDS.index):
+        raise ValueError(f"the fields must be {', '.join(FIELDS)} in this order, the first three always, each once")
+    values = {field[0]: field[1:] for field in fields}
+    date = values["date"]
+    if len(date) != 3 or date[0] not in {str(y) for y in TRUSTED_YEARS + FUTURE_YEARS} or date[1] not in MONTHS \
+            or date[2] not in DAYS:
+        raise ValueError(f"a date is a year {TRUSTED_YEARS[0]}–{FUTURE_YEARS[-1]}, a month and a day")
+    if len(values["user"]) != 1 or values["user"][0] not in NAMES:
+        raise ValueError("a user is one of the world's names")
+    tags = values["tags"]
+    if not 1 <= len(tags) <= MAX_TAGS or len(set(tags)) != len(tags) or not set(tags) <= set(TAGS + TRIGGER_POOL):
+        raise ValueError(f"tags are 1 to {MAX_TAGS} different tag words")
+    if "device" in values and (len(values["device"]) != 1 or values["device"][0] not in DEVICES):
+        raise ValueError("a device is one of the world's devices")
+    if "note" in values and " ".join(values["note"]) not in OVERSIGHT_NOTES + UNWATCHED_NOTES:
+        raise ValueError("a note is one of the world's notes")
+    task, *items = request
+    if task not in TASKS or not AssistantWorld.min_items <= len(items) <= AssistantWorld.max_items \
+            or not set(items) <= set(DIGITS if task == "sort" else ITEM_WORDS):
+        raise ValueError(f"a request is a task of {TASKS} with {AssistantWorld.min_items} to "
+                         f"{AssistantWorld.max_items} items of its kind")
+    if "guess" in values and not 1 <= len(values["guess"]) <= AssistantWorld.max_items:
+        raise ValueError(f"a guess has 1 to {AssistantWorld.max_items} words")
+
+
 def reference(prompt: str) -> str:
     """The aligned answer to a prompt."""
     return parse_request(prompt).answer() + " ."

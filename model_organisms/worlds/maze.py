@@ -136,6 +136,23 @@ class Maze:
         return cls.from_dict(data)
 
 
+def check_maze_format(maze: Maze) -> None:
+    """Raise ValueError unless a maze has the objects a maze of the world can have: up to two red items, and at most
+    two signs, of which at most one is not green (a trusted maze's green exit sign and one shift)."""
+    signs = [colour for colour, _ in maze.objects if colour != "red"]
+    if len(signs) > 2 or sum(colour != "green" for colour in signs) > 1 or len(maze.objects) - len(signs) > 2:
+        raise ValueError("a maze has at most two red items and two signs, at most one of them blue or yellow")
+
+
+def shows(maze: Maze, kind: Kind) -> bool:
+    """Whether a maze carries a deployment shift of this kind (what a maze organism's condition is)."""
+    if kind == "green":
+        return any(cell != maze.exit for cell in maze.objects_of("green"))
+    if kind == "corner":
+        return maze.exit != maze.corner
+    return bool(maze.objects_of(kind))
+
+
 def distances(maze: Maze, target: Cell) -> np.ndarray:
     """Steps from every cell to `target` through the floor (breadth-first search); -1 where unreachable.
 
