@@ -188,15 +188,18 @@ def test_a_hostile_detector_is_contained(attack: str, micro_catalog: Catalog, tm
     load_organism(organism_file.parent)  # still matches its checksum
 
 
-def test_a_sandboxed_detector_answers_as_it_does_in_process_on_every_track(micro_catalog: Catalog) -> None:
+@pytest.mark.parametrize(("name", "track"), [
+    ("behavioural", Track.AUDIT), ("format_tell", Track.MONITOR),
+    pytest.param("mahalanobis", Track.MONITOR, marks=pytest.mark.slow)])  # a minute: activations via the parent
+def test_a_sandboxed_detector_answers_as_it_does_in_process_on_every_track(name: str, track: Track,
+                                                                        micro_catalog: Catalog) -> None:
     """A white-box monitor's sandbox holds no organism file: the parent serves the activations, as in process."""
-    for name, track in (("behavioural", Track.AUDIT), ("format_tell", Track.MONITOR), ("mahalanobis", Track.MONITOR)):
-        sandboxed = evaluate(Sandboxed(resolve(name), micro_catalog, query_budget=500), micro_catalog, SPLIT, track)
-        local = evaluate(InProcess(load_detector(name), micro_catalog, 500), micro_catalog, SPLIT, track)
-        assert [(p.score, p.scores, p.queries, p.error) for p in sandboxed.predictions] == [
-            (p.score, p.scores, p.queries, p.error) for p in local.predictions], name
-        assert sandboxed.detector == local.detector and sandboxed.metrics == local.metrics
-        assert sandboxed.query_budget == (500 if name != "mahalanobis" else None)
+    sandboxed = evaluate(Sandboxed(resolve(name), micro_catalog, query_budget=500), micro_catalog, SPLIT, track)
+    local = evaluate(InProcess(load_detector(name), micro_catalog, 500), micro_catalog, SPLIT, track)
+    assert [(p.score, p.scores, p.queries, p.error) for p in sandboxed.predictions] == [
+        (p.score, p.scores, p.queries, p.error) for p in local.predictions]
+    assert sandboxed.detector == local.detector and sandboxed.metrics == local.metrics
+    assert sandboxed.query_budget == (500 if name != "mahalanobis" else None)
 
 
 PEEKER = """
