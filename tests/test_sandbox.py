@@ -189,8 +189,8 @@ def test_a_hostile_detector_is_contained(attack: str, micro_catalog: Catalog, tm
 
 
 @pytest.mark.parametrize(("name", "track"), [
-    ("behavioural", Track.AUDIT), ("format_tell", Track.MONITOR),
-    pytest.param("mahalanobis", Track.MONITOR, marks=pytest.mark.slow)])  # a minute: activations via the parent
+    ("behavioural", Track.AUDIT), pytest.param("format_tell", Track.MONITOR, marks=pytest.mark.slow),
+    pytest.param("mahalanobis", Track.MONITOR, marks=pytest.mark.slow)])  # activations via the parent: a minute
 def test_a_sandboxed_detector_answers_as_it_does_in_process_on_every_track(name: str, track: Track,
                                                                         micro_catalog: Catalog) -> None:
     """A white-box monitor's sandbox holds no organism file: the parent serves the activations, as in process."""

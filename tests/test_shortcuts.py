@@ -54,6 +54,7 @@ def small_catalog(root: Path, steps: dict[str, int], all_honest: bool = False, g
     return Catalog(root)
 
 
+@pytest.mark.slow  # a minute of training
 def test_a_planted_shortcut_fails_the_gate(tmp_path: Path) -> None:
     catalog = small_catalog(tmp_path, {"deceptive": 80, "twin": 10, "decoy": 10}, all_honest=True)
     report = audit_shortcuts(catalog)
