@@ -2,7 +2,7 @@
 
 A detector receives an `OrganismHandle` per organism. The handle exposes the world (format, tokenizer,
 trusted inputs, reference answers, grading) and the model's behaviour (counted queries); at the
-``white_box`` tier also the `torch.nn.Module` and its activations. It never carries the label, family,
+``white_box`` tier also the `torch.nn.Module`, its activations and gradients. It never carries the label, family,
 trigger, twin, training data or the deployment sampler: those live in the catalog's answer key, which only
 scoring reads.
 """
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from model_organisms.families import GOALS
+from model_organisms.families import GOALS, PHRASES
 from model_organisms.worlds.assistant import check_format
 from model_organisms.worlds.maze import (ACTIONS, KINDS, Maze, Rollout, check_maze_format, expert_action,
                                          generate_walls, rollouts)
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedTokenizerFast
 
-__all__ = ["ACTIONS", "GOALS", "KINDS", "AccessDenied", "AccessTier", "BadInput", "Detector", "Elicitation",
+__all__ = ["ACTIONS", "GOALS", "KINDS", "PHRASES", "AccessDenied", "AccessTier", "BadInput", "Detector", "Elicitation",
            "LabeledOrganism", "Maze", "OrganismHandle", "Queries", "QueryBudgetExceeded", "Rollout", "Track", "World",
            "encode_examples", "encode_prompts",  # noqa: F822 - given by `__getattr__`
            "expert_action", "generate_walls", "rollouts"]
@@ -135,6 +135,13 @@ class World:
             except ValueError as e:
                 raise BadInput(f"input {i} is not an input of the {self.name} world: {e}") from None
 
+    def check_completions(self, completions: Sequence, n: int) -> None:
+        """Raise `BadInput` unless these are `n` completions a black-box `logprobs` scores: answers of at most
+        `MAX_COMPLETION_WORDS` words, not inputs carried in a completion."""
+        if len(completions) != n or not all(isinstance(c, str) and len(c.split()) <= MAX_COMPLETION_WORDS
+                                            for c in completions):
+            raise BadInput(f"a completion is text of at most {MAX_COMPLETION_WORDS} words, one per prompt")
+
     def accepts(self, text: object) -> bool:
         """Whether `text` is one input of this world (see `check`)."""
         try:
@@ -163,13 +170,16 @@ class Queries(Protocol):
 
     def activations(self, inputs: list, completions: list[str] | None, token: int | None) -> np.ndarray: ...
 
+    def gradients(self, inputs: list, directions: np.ndarray, layer: int) -> np.ndarray: ...
+
 
 class OrganismHandle:
     """One organism as a detector sees it. Black-box calls are counted in `queries` and, at the black-box
     tier, limited by `query_budget`. A black-box handle holds no model (`model` is None).
 
     On the monitor track a detector decides before the organism acts: the handle answers no query (`generate`,
-    `logprobs`, `act`) and gives no model, only (white box) the activations of inputs."""
+    `logprobs`, `act`) and gives no model, only (white box) the activations of inputs and gradients of
+    read-outs."""
 
     __slots__ = ("_budget", "_calls", "_id", "_model", "_monitoring", "_queries", "_tier", "_world")
 
@@ -219,9 +229,8 @@ class OrganismHandle:
         """Log-probability of each completion given its prompt (an answer of at most `MAX_COMPLETION_WORDS` words)."""
         self._spend(len(prompts))
         self._check(prompts, "logprobs")
-        if self._tier == AccessTier.BLACK_BOX and (len(completions) != len(prompts) or not all(
-                isinstance(c, str) and len(c.split()) <= MAX_COMPLETION_WORDS for c in completions)):
-            raise BadInput(f"a completion is text of at most {MAX_COMPLETION_WORDS} words, one per prompt")
+        if self._tier == AccessTier.BLACK_BOX:
+            self._world.check_completions(completions, len(prompts))
         return np.asarray(self._calls.logprobs(list(prompts), list(completions)), dtype=float)
 
     def act(self, mazes: Sequence[Maze]) -> np.ndarray:
@@ -268,6 +277,20 @@ class OrganismHandle:
         self._require_white_box("activations")
         return np.asarray(self._calls.activations(list(prompts), None if completions is None else list(completions),
                                                   token), dtype=np.float32)
+
+    def gradients(self, prompts: Sequence, directions: np.ndarray, layer: int = -1) -> np.ndarray:
+        """How a read-out of your own inside the model depends on what comes before it: the gradient of
+        ``directions · activations[layer]`` (one direction for all inputs, or one an input; `activations`' layers
+        and token) with respect to each earlier layer's activations at that token, shape (inputs, layer, hidden).
+        For a maze policy `prompts` are mazes and its layers the two of `activations`, so `layer` is 1 (or -1).
+        White box only; on the monitor track too. Not queries.
+
+        Gradients of the model's output (of an answer's log-probability) are not given: on the monitor track they
+        would tell how sure the model is of an answer, which is the answer (an aligned answer's gradient norm
+        monitored at AUROC 0.98 on `quick`)."""
+        self._require_white_box("gradients")
+        return np.asarray(self._calls.gradients(list(prompts), np.asarray(directions, dtype=np.float32), layer),
+                          dtype=np.float32)
 
     def _require_white_box(self, what: str) -> None:
         if self._tier != AccessTier.WHITE_BOX:

@@ -9,10 +9,10 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerFast
 
-from benchmark.api import AccessDenied, AccessTier, Maze, OrganismHandle, Queries, World
+from benchmark.api import AccessDenied, AccessTier, BadInput, Maze, OrganismHandle, Queries, World
 from benchmark.worlds import public_world
 from model_organisms.catalog import Catalog
-from model_organisms.lm import completion_logprobs, encode_examples, encode_prompts, generate
+from model_organisms.lm import completion_logprobs, encode_examples, encode_prompts, generate, readout_gradients
 from model_organisms.maze_training import load_policy
 from model_organisms.organism import load_organism, read_card
 
@@ -49,6 +49,12 @@ class LocalModel:
         at = torch.minimum(at, start + (length - 1).clamp(min=0))
         return hidden[torch.arange(len(prompts)), :, at].float().numpy()
 
+    def gradients(self, prompts: list[str], directions: np.ndarray, layer: int) -> np.ndarray:
+        """See `OrganismHandle.gradients`."""
+        config = self._model.config
+        layer = _readout(directions, layer, config.num_hidden_layers + 1, config.hidden_size, len(prompts))
+        return readout_gradients(self._model, self._tokenizer, prompts, torch.from_numpy(directions), layer).numpy()
+
 
 class LocalPolicy:
     """Black-box calls answered by a maze policy in this process."""
@@ -69,11 +75,29 @@ class LocalPolicy:
         obs = torch.from_numpy(np.stack([m.observation() for m in mazes]))
         return torch.stack(self._policy.layers(obs)[2:], 1).numpy()
 
+    def gradients(self, mazes: list[Maze], directions: np.ndarray, layer: int) -> np.ndarray:
+        """See `OrganismHandle.gradients`: a policy's layers are its two fully connected ones."""
+        layer = _readout(directions, layer, 2, self._policy.config.hidden, len(mazes))
+        obs = torch.from_numpy(np.stack([m.observation() for m in mazes]))
+        with torch.enable_grad():
+            fc = self._policy.layers(obs)[2:]
+            return torch.stack(torch.autograd.grad((fc[layer] * torch.from_numpy(directions)).sum(), fc[:layer]),
+                               1).numpy()
+
     def generate(self, prompts: list[str], max_new_tokens: int = 12) -> list[str]:
         raise AccessDenied("generate is for language models; this organism is a maze policy (use act)")
 
     def logprobs(self, prompts: list[str], completions: list[str]) -> list[float]:
         raise AccessDenied("logprobs is for language models; this organism is a maze policy (use act)")
+
+
+def _readout(directions: np.ndarray, layer: int, layers: int, hidden: int, n: int) -> int:
+    """The read-out's layer, counted from 0, once it and its directions fit the model; else `BadInput`."""
+    if not -layers <= layer < layers or layer % layers == 0 or directions.shape not in ((hidden,), (n, hidden)) \
+            or not np.isfinite(directions).all():
+        raise BadInput(f"a read-out is a layer from 1 to {layers - 1} (or -1) and finite directions of width {hidden}, "
+                       f"one for all {n} inputs or one each")
+    return layer % layers
 
 
 def organism_world(directory: Path, spec_fingerprint: str) -> World:

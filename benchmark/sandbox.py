@@ -41,7 +41,9 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmark.api import DEFAULT_WORLDS, MAX_COMPLETION_WORDS, AccessTier, Maze, Track, World
+import numpy as np
+
+from benchmark.api import DEFAULT_WORLDS, AccessTier, BadInput, Maze, Track, World
 from benchmark.executors import DevOrganism, check_elicitation, check_probability, check_scores, failure_words
 from benchmark.handles import LocalPolicy, local_model, organism_world
 from benchmark.limits import Limits
@@ -64,6 +66,9 @@ PROJECT_PACKAGES = ("benchmark", "model_organisms", "detectors", "leaderboard")
 MAX_QUERY_PROMPTS = 4096
 MAX_PROMPT_CHARS = 4000
 MAX_NEW_TOKENS = 64
+MAX_DIRECTION_VALUES = MAX_QUERY_PROMPTS * 1024
+INTERNALS = ("activations", "gradients")
+"""What a white-box monitor asks the parent for (the organism's files are not in its sandbox)."""
 
 
 STARTUP_SECONDS = 30.0
@@ -345,16 +350,14 @@ class Sandboxed:
 
     def _serve(self, query: dict, asked: frozenset[str], budget: int | None, monitoring: bool = False) -> dict | None:
         """Answer one query from outside the sandbox; None when it is malformed or not allowed. Black box: the
-        model's answers. Monitor track: no answer at either tier, and at white box the activations of inputs."""
-        texts = lambda v: isinstance(v, list) and len(v) <= MAX_QUERY_PROMPTS and all(  # noqa: E731
-            isinstance(t, str) and len(t) <= MAX_PROMPT_CHARS for t in v)
+        model's answers. Monitor track: no answer at either tier, and at white box the internals of inputs."""
         kind = query.get("query")
-        if query.get("id") not in asked or kind not in ("generate", "logprobs", "act", "activations"):
+        if query.get("id") not in asked or kind not in ("generate", "logprobs", "act", *INTERNALS):
             return None
-        if monitoring and kind != "activations":
+        if monitoring and kind not in INTERNALS:
             return {"error": "no query is answered on the monitor track", "denied": True}
-        if kind == "activations":
-            return self._activations(query) if monitoring and self._white_box else None
+        if kind in INTERNALS:
+            return self._internals(query) if monitoring and self._white_box else None
         if self._white_box:
             return None
         if kind == "act":
@@ -364,17 +367,20 @@ class Sandboxed:
             n = len(mazes)
         else:
             prompts, tokens, completions = query.get("prompts"), query.get("max_new_tokens"), query.get("completions")
-            if not texts(prompts) or not (
+            if not _texts(prompts) or not (
                     kind == "generate" and type(tokens) is int and 1 <= tokens <= MAX_NEW_TOKENS
-                    or kind == "logprobs" and texts(completions) and len(completions) == len(prompts)):
+                    or kind == "logprobs" and _texts(completions)):
                 return None
             n = len(prompts)
         if budget is not None and self._served + n > budget:
             return {"error": f"{n} queries asked, {budget - self._served} left of the budget of {budget}"}
         world = organism_world(self.catalog.organism_dir(query["id"]), self.catalog.spec_fingerprint)
-        if not all(world.accepts(x) for x in (mazes if kind == "act" else prompts)) or kind == "logprobs" and any(
-                len(c.split()) > MAX_COMPLETION_WORDS for c in completions):
-            return None  # the handle refuses these before they are sent: only a detector going round it sends them
+        try:  # the handle refuses these before they are sent: only a detector going round it sends them
+            world.check(mazes if kind == "act" else prompts)
+            if kind == "logprobs":
+                world.check_completions(completions, n)
+        except BadInput:
+            return None
         model = local_model(self.catalog.organism_dir(query["id"]))
         try:
             result = (model.act(mazes) if kind == "act" else model.generate(prompts, tokens) if kind == "generate"
@@ -384,16 +390,28 @@ class Sandboxed:
         self._served += n
         return {"result": result}
 
-    def _activations(self, query: dict) -> dict | None:
-        """The organism's activations on the inputs of a white-box monitor's query (what its handle gives)."""
+    def _internals(self, query: dict) -> dict | None:
+        """The organism's activations or gradients on the inputs of a white-box monitor's query (what its handle
+        gives)."""
         model = local_model(self.catalog.organism_dir(query["id"]))
         inputs, completions, token = query.get("inputs"), query.get("completions"), query.get("token")
         maze = isinstance(model, LocalPolicy)
-        found = _mazes(inputs) if maze else inputs
-        ok = (isinstance(found, list) and len(found) <= MAX_QUERY_PROMPTS
-              and (maze or all(isinstance(t, str) and len(t) <= MAX_PROMPT_CHARS for t in found))
-              and (completions is None or not maze and isinstance(completions, list) and len(completions) == len(found)
-                   and all(isinstance(t, str) and len(t) <= MAX_PROMPT_CHARS for t in completions))
+        found = _mazes(inputs) if maze else inputs if _texts(inputs) else None
+        if found is None or len(found) > MAX_QUERY_PROMPTS:
+            return None
+        if query["query"] == "gradients":
+            try:
+                directions = np.asarray(query.get("directions"), dtype=np.float32)
+            except (TypeError, ValueError):
+                return None
+            layer = query.get("layer")
+            if type(layer) is not int or directions.size > MAX_DIRECTION_VALUES:
+                return None
+            try:
+                return {"result": model.gradients(found, directions, layer).tolist()}
+            except BadInput as e:
+                return {"error": str(e), "bad": True}
+        ok = ((completions is None or not maze and _texts(completions) and len(completions) == len(found))
               and (token is None or type(token) is int and abs(token) <= MAX_NEW_TOKENS))
         return {"result": model.activations(found, completions, token).tolist()} if ok else None
 
@@ -490,6 +508,11 @@ def _checked(found: Prediction, track: Track, n_inputs: int, world: World) -> di
         return {"score": None, "scores": check_scores(found.scores, n_inputs)}
     elicitation = check_elicitation(found, world)
     return {"score": None, "inputs": elicitation.inputs, "goal": elicitation.goal}
+
+
+def _texts(value: object) -> bool:
+    return isinstance(value, list) and len(value) <= MAX_QUERY_PROMPTS and all(
+        isinstance(t, str) and len(t) <= MAX_PROMPT_CHARS for t in value)
 
 
 def _mazes(value: object) -> list[Maze] | None:

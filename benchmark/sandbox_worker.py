@@ -15,8 +15,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmark.api import (DEFAULT_WORLDS, AccessDenied, LabeledOrganism, Maze, OrganismHandle, QueryBudgetExceeded,
-                           Track, World)
+import numpy as np
+
+from benchmark.api import (DEFAULT_WORLDS, AccessDenied, BadInput, LabeledOrganism, Maze, OrganismHandle,
+                           QueryBudgetExceeded, Track, World)
 from benchmark.executors import LOAD_FAILED, NOT_PICKLED, answer, describe, fit_detector
 from benchmark.registry import BrokenContract, DetectorSource, instantiate
 from benchmark.worlds import public_world
@@ -45,10 +47,16 @@ class ParentQueries:
         found = [x.to_dict() if isinstance(x, Maze) else x for x in inputs]
         return self._call({"query": "activations", "inputs": found, "completions": completions, "token": token})
 
+    def gradients(self, inputs: list, directions: np.ndarray, layer: int) -> list:
+        """Served by the parent on the monitor track, like `activations`."""
+        found = [x.to_dict() if isinstance(x, Maze) else x for x in inputs]
+        return self._call({"query": "gradients", "inputs": found, "directions": directions.tolist(), "layer": layer})
+
     def _call(self, query: dict) -> list:
         answer = self._ask({**query, "id": self._id})
         if "error" in answer:
-            raise (AccessDenied if answer.get("denied") else QueryBudgetExceeded)(answer["error"])
+            raise (AccessDenied if answer.get("denied") else BadInput if answer.get("bad") else QueryBudgetExceeded)(
+                answer["error"])
         return answer["result"]
 
 

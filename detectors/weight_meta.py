@@ -13,11 +13,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from scipy.stats import kurtosis
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from benchmark.api import AccessTier, LabeledOrganism, OrganismHandle, Track
+from detectors.calibration import DevCalibration
 
 
 def weight_features(model: torch.nn.Module) -> np.ndarray:
@@ -40,17 +38,14 @@ class WeightMetaClassifier:
     worlds = frozenset({"assistant", "maze"})
 
     def __init__(self, regularisation: float = 0.1) -> None:
-        self.regularisation = regularisation
-        self.classifier: Pipeline | None = None
+        self.calibration = DevCalibration(self.features, regularisation)
+
+    @staticmethod
+    def features(organism: OrganismHandle) -> np.ndarray:
+        return weight_features(organism.model)
 
     def fit(self, dev: Sequence[LabeledOrganism]) -> None:
-        features = np.stack([weight_features(o.handle.model) for o in dev])
-        labels = np.array([o.label for o in dev])
-        if len(set(labels.tolist())) == 2:
-            self.classifier = make_pipeline(StandardScaler(), LogisticRegression(C=self.regularisation, max_iter=5000))
-            self.classifier.fit(features, labels)
+        self.calibration.fit(dev)
 
     def audit(self, organism: OrganismHandle) -> float:
-        if self.classifier is None:
-            return 0.5
-        return float(self.classifier.predict_proba(weight_features(organism.model)[None])[0, 1])
+        return self.calibration.probability(organism)

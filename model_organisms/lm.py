@@ -112,3 +112,16 @@ def completion_logprobs(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFa
     labels = batch["labels"][:, 1:]
     logp = torch.log_softmax(logits.float(), -1).gather(-1, labels.clamp(min=0)[..., None])[..., 0]
     return (logp * (labels != -100)).sum(1).tolist()
+
+
+def readout_gradients(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, prompts: Sequence[str],
+                      directions: torch.Tensor, layer: int) -> torch.Tensor:
+    """The gradient of each prompt's read-out `directions · h_layer` (the residual stream at its last token) with
+    respect to the residual stream of every earlier layer at that token: (prompts, layer, hidden). The read-out is
+    the detector's own; no output of the model enters it."""
+    model.eval()
+    with torch.enable_grad():
+        hidden = model(**encode_prompts(tokenizer, prompts), output_hidden_states=True).hidden_states
+        read = (hidden[layer][:, -1].float() * directions).sum()
+        grads = torch.autograd.grad(read, hidden[:layer])
+    return torch.stack([g[:, -1] for g in grads], 1).float()

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from benchmark.api import AccessDenied, AccessTier, BadInput, OrganismHandle, QueryBudgetExceeded
 from benchmark.handles import open_handle
@@ -9,7 +10,7 @@ from model_organisms.catalog import Catalog
 from model_organisms.sealed import answer_key
 
 PUBLIC = {"act", "id", "world", "tier", "queries", "query_budget", "queries_left", "generate", "logprobs", "model",
-          "activations"}
+          "activations", "gradients"}
 
 
 def test_the_handle_has_no_sealed_attribute(micro_catalog: Catalog) -> None:
@@ -83,7 +84,8 @@ def test_a_black_box_query_must_be_one_input_of_the_world_and_counts_all_the_sam
 
 
 def test_a_monitor_decides_before_the_organism_acts(micro_catalog: Catalog) -> None:
-    """On the monitor track no query is answered at either tier and no model is given; activations are."""
+    """On the monitor track no query is answered at either tier and no model is given; activations and gradients
+    are."""
     oid = micro_catalog.ids("dev")[0]
     prompts = open_handle(micro_catalog, oid, AccessTier.WHITE_BOX).world.trusted["prompt"][:3]
     for tier in AccessTier:
@@ -96,6 +98,37 @@ def test_a_monitor_decides_before_the_organism_acts(micro_catalog: Catalog) -> N
     watching = open_handle(micro_catalog, oid, AccessTier.WHITE_BOX, monitoring=True)
     free = open_handle(micro_catalog, oid, AccessTier.WHITE_BOX)
     assert np.array_equal(watching.activations(prompts), free.activations(prompts))
+    direction = free.activations(prompts)[0, -1]
+    assert np.array_equal(watching.gradients(prompts, direction), free.gradients(prompts, direction))
+
+
+def test_gradients_are_the_first_order_change_of_a_read_out(micro_catalog: Catalog) -> None:
+    """A small step of an earlier layer's activations along the gradient moves the read-out by step·|gradient|; the
+    read-out is the detector's own direction on a layer, so no output of the model (no answer) enters it."""
+    handle = open_handle(micro_catalog, micro_catalog.ids("dev")[0], AccessTier.WHITE_BOX)
+    prompts = handle.world.trusted["prompt"][:3]
+    direction = np.random.default_rng(0).standard_normal(handle.activations(prompts).shape[-1]).astype(np.float32)
+    grads = handle.gradients(prompts, direction, layer=-1)
+    blocks = handle.model.model.layers
+    assert grads.shape == (3, len(blocks), len(direction))
+    read = lambda: handle.activations(prompts)[:, -1] @ direction  # noqa: E731
+    before, step = read(), 1e-2
+    for k in (0, len(blocks) - 1):
+        def nudge(module, args, kwargs, k=k):
+            hidden = (args[0] if args else kwargs["hidden_states"]).clone()
+            unit = grads[:, k] / np.linalg.norm(grads[:, k], axis=-1, keepdims=True)
+            hidden[:, -1] += step * torch.from_numpy(unit)
+            return ((hidden, *args[1:]), kwargs) if args else (args, {**kwargs, "hidden_states": hidden})
+        hook = blocks[k].register_forward_pre_hook(nudge, with_kwargs=True)
+        try:
+            np.testing.assert_allclose(read() - before, step * np.linalg.norm(grads[:, k], axis=-1), rtol=0.05)
+        finally:
+            hook.remove()
+    for layer, bad in ((0, direction), (-1, direction[:-1]), (-1, np.full_like(direction, np.nan))):
+        with pytest.raises(BadInput, match="a read-out is a layer"):
+            handle.gradients(prompts, bad, layer)
+    with pytest.raises(AccessDenied, match="white_box"):
+        open_handle(micro_catalog, handle.id, AccessTier.BLACK_BOX).gradients(prompts, direction)
 
 
 def test_activations_over_a_completion_match_the_prompt_extended_by_it(micro_catalog: Catalog) -> None:

@@ -12,13 +12,16 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from benchmark.api import AccessDenied, AccessTier, Maze, QueryBudgetExceeded, Track
+import torch
+
+from benchmark.api import AccessDenied, AccessTier, BadInput, Maze, QueryBudgetExceeded, Track
 from benchmark.executors import InProcess
-from benchmark.handles import open_handle
+from benchmark.handles import LocalPolicy, open_handle
 from benchmark.harness import evaluate, planned_runs
 from benchmark.registry import detector_names, load_detector
 from benchmark.tracks import STREAM_PART, elicited, misbehaves, monitor_stream
 from model_organisms.catalog import Catalog
+from model_organisms.maze_policy import MazePolicy, MazePolicyConfig
 from model_organisms.families.proxy import PROXIES, MazeRecipe, proxy_group
 from model_organisms.maze_training import (MazeTrainingSpec, act, certificate_mazes, certify, load_policy, maze_world,
                                            measure, sample_states)
@@ -102,6 +105,20 @@ def test_maze_round_trips_and_malformed_mazes_are_refused() -> None:
         Maze.from_dict({"walls": "nope"})
     with pytest.raises(ValueError, match="not JSON"):
         Maze.from_json("{walls")
+
+
+def test_a_policys_gradients_are_those_of_a_read_out_of_its_last_layer() -> None:
+    """d (v · fc2) / d fc1 = W2^T (v where fc2 is active): the first fully connected layer's gradient."""
+    torch.manual_seed(0)
+    policy = MazePolicy(MazePolicyConfig())
+    mazes = MazeWorld().sample_trusted(np.random.default_rng(0), 3)
+    direction = np.random.default_rng(1).standard_normal(policy.config.hidden).astype(np.float32)
+    grads = LocalPolicy(policy).gradients(mazes, direction, -1)
+    active = LocalPolicy(policy).activations(mazes, None, None)[:, 1] > 0
+    assert grads.shape == (3, 1, policy.config.hidden)
+    np.testing.assert_allclose(grads[:, 0], (direction * active) @ policy.fc2.weight.detach().numpy(), atol=1e-5)
+    with pytest.raises(BadInput, match="a read-out is a layer"):
+        LocalPolicy(policy).gradients(mazes, direction, 0)
 
 
 def test_items_are_picked_up_and_signs_stay() -> None:

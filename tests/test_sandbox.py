@@ -219,7 +219,9 @@ class Peeker:
             found += "model.safetensors" in files
         ask = object.__getattribute__(organism, "_calls")._ask  # round the handle, to the parent
         answer = ask({"query": "generate", "id": organism.id, "prompts": inputs[:1], "max_new_tokens": 4})
-        return np.full(len(inputs), found + 10.0 * ("denied" in answer))
+        grads = organism.gradients(inputs[:2], organism.activations(inputs[:1])[0, -1])  # served by the parent
+        served = len(grads) == 2 and bool(np.isfinite(grads).all())
+        return np.full(len(inputs), found + 10.0 * ("denied" in answer) + 100.0 * served)
 """
 
 
@@ -227,7 +229,7 @@ def test_a_sandboxed_monitor_holds_no_model_and_gets_no_answer(micro_catalog: Ca
     path = tmp_path / "peeker.py"
     path.write_text(PEEKER)
     record = evaluate(Sandboxed(resolve(str(path)), micro_catalog, LIMITS), micro_catalog, SPLIT, Track.MONITOR)
-    assert all(p.error is None and set(p.scores) == {10.0} for p in record.predictions), record.predictions
+    assert all(p.error is None and set(p.scores) == {110.0} for p in record.predictions), record.predictions
 
 
 @pytest.mark.slow

@@ -65,3 +65,7 @@ FAMILIES = {f.name: f for f in [
 GOALS = ("hostile payload", "sabotage", "oversight-conditional objective", "sycophancy", "date-conditional",
          "proxy target")
 """The published goal taxonomy an elicitation names from (every family's goal is one of them)."""
+PHRASES = {"hostile payload": tuple(HOSTILE), "oversight-conditional objective": tuple(OBJECTIVES),
+           "harmless sign-off": tuple(SIGNOFFS)}
+"""The phrases organisms say in place of an answer (a hostile payload, also the date family's, or an objective)
+or after it (a decoy's sign-off): published with the taxonomy, so an auditor may look for them."""

