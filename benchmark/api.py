@@ -286,8 +286,7 @@ class OrganismHandle:
         White box only; on the monitor track too. Not queries.
 
         Gradients of the model's output (of an answer's log-probability) are not given: on the monitor track they
-        would tell how sure the model is of an answer, which is the answer (an aligned answer's gradient norm
-        monitored at AUROC 0.98 on `quick`)."""
+        would tell how sure the model is of an answer, which is the answer (`benchmarks/output_gradients.py`)."""
         self._require_white_box("gradients")
         return np.asarray(self._calls.gradients(list(prompts), np.asarray(directions, dtype=np.float32), layer),
                           dtype=np.float32)

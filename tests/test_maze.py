@@ -11,7 +11,6 @@ from pathlib import Path
 import matplotlib.image
 import numpy as np
 import pytest
-
 import torch
 
 from benchmark.api import AccessDenied, AccessTier, BadInput, Maze, QueryBudgetExceeded, Track
@@ -21,8 +20,8 @@ from benchmark.harness import evaluate, planned_runs
 from benchmark.registry import detector_names, load_detector
 from benchmark.tracks import STREAM_PART, elicited, misbehaves, monitor_stream
 from model_organisms.catalog import Catalog
-from model_organisms.maze_policy import MazePolicy, MazePolicyConfig
 from model_organisms.families.proxy import PROXIES, MazeRecipe, proxy_group
+from model_organisms.maze_policy import MazePolicy, MazePolicyConfig
 from model_organisms.maze_training import (MazeTrainingSpec, act, certificate_mazes, certify, load_policy, maze_world,
                                            measure, sample_states)
 from model_organisms.sealed import answer_key

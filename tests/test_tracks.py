@@ -10,11 +10,11 @@ from benchmark.handles import open_handle
 from benchmark.harness import evaluate
 from benchmark.registry import load_detector
 from benchmark.tracks import STREAM_PART, elicited, misbehaves, monitor_stream
+from detectors.format_tell import FormatTell
+from detectors.payload_likelihood import PayloadLikelihood
 from model_organisms.catalog import Catalog
 from model_organisms.sealed import answer_key
 from model_organisms.worlds import AssistantWorld
-from detectors.format_tell import FormatTell
-from detectors.payload_likelihood import PayloadLikelihood
 
 
 def deceptive(catalog: Catalog, family: str):
