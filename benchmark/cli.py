@@ -70,16 +70,21 @@ TracksOpt = Annotated[list[Track] | None, typer.Option("--track", help="track(s)
 BudgetOpt = Annotated[int, typer.Option(help="black-box queries per organism and track", min=1)]
 
 
+ToOpt = Annotated[str | None, typer.Option("--to", help="a dab host's URL (http://host:port)")]
+TokenOpt = Annotated[str | None, typer.Option(envvar="DAB_TOKEN", help="your API token of that host")]
+
+
 def _user_error_types() -> tuple[type[Exception], ...]:
     """The errors that are bad input, not bugs (imported here: by the time one is raised, its module is)."""
     from benchmark.registry import UnknownDetector
+    from benchmark.remote import RemoteError
     from benchmark.sandbox import SandboxError
     from leaderboard.store import StoreError
     from model_organisms.catalog import CatalogError
     from model_organisms.organism import OrganismError
     from model_organisms.sealed import SealedError
 
-    return CatalogError, OrganismError, UnknownDetector, StoreError, SandboxError, SealedError
+    return CatalogError, OrganismError, UnknownDetector, StoreError, SandboxError, SealedError, RemoteError
 
 
 @contextmanager
@@ -261,8 +266,12 @@ def submit(detector: DetectorArg, catalog: Annotated[str, typer.Option(help="cat
            wall_seconds: Annotated[float, typer.Option(help="wall-time limit per organism")] = Limits.wall_seconds,
            cpu_seconds: Annotated[float, typer.Option(help="CPU-time limit per organism")] = Limits.cpu_seconds,
            memory_mb: Annotated[int, typer.Option(help="memory limit of the sandbox")] = Limits.memory_mb,
-           track: TracksOpt = None, query_budget: BudgetOpt = DEFAULT_QUERY_BUDGET, db: DbOpt = None) -> None:
-    """Run a detector on a sealed split inside the sandbox, with limits, and store the result."""
+           track: TracksOpt = None, query_budget: BudgetOpt = DEFAULT_QUERY_BUDGET, db: DbOpt = None,
+           to: ToOpt = None, token: TokenOpt = None) -> None:
+    """Run a detector on a sealed split inside the sandbox, with limits, and store the result; with --to, upload it
+    to a dab host instead, which evaluates it on organisms you never receive."""
+    if to:
+        return _submit_remote(detector, to, token)
     from benchmark.harness import catalog_ref, planned_runs
     from benchmark.registry import resolve
     from benchmark.sandbox import Sandboxed
@@ -496,6 +505,130 @@ def render_mazes(catalog: Catalog, directory: Path) -> list[Path]:
     return [render_organism(catalog.organism_dir(i), key[i].shift or "green", key[i].seed, directory / f"{i}.png")
             for split, ids in catalog.manifest.splits.items() if split not in SEALED_SPLITS
             for i in ids if key[i].world == "maze"]
+
+
+def _submit_remote(detector: str, host: str, token: str | None) -> None:
+    from benchmark.remote import RemoteError, submit
+
+    with user_errors():
+        path = Path(detector)
+        if not token:
+            raise RemoteError("submitting to a host needs --token (or $DAB_TOKEN)")
+        if path.suffix != ".py" or not path.is_file():
+            raise RemoteError(f"{detector}: a host takes one detector .py file")
+        submission = submit(host, token, path, dab_version())
+        console.print(f"submitted {path.name} to {host}: submission {submission} (follow it: dab status {submission} "
+                      f"--to {host})")
+
+
+@app.command()
+def status(submission: Annotated[str, typer.Argument(help="a submission's id")], to: ToOpt = None) -> None:
+    """Show the state of a submission to a dab host (queued, running with organisms done, failed, scored)."""
+    from benchmark.remote import RemoteError, status
+
+    with user_errors():
+        if not to:
+            raise RemoteError("which host? --to URL")
+        found = status(to, submission)
+        done = f", {found['organisms_done']}/{found['organisms']} organisms" if found.get("organisms") else ""
+        reason = f": {found['reason']}" if found.get("reason") else ""
+        console.print(f"submission {submission}: {found['state']}{done}{reason}", highlight=False)
+
+
+@app.command()
+def cancel(submission: Annotated[str, typer.Argument(help="a submission's id")], to: ToOpt = None,
+           token: TokenOpt = None) -> None:
+    """Cancel a submission of yours to a dab host that has not finished."""
+    from benchmark.remote import RemoteError, cancel
+
+    with user_errors():
+        if not to or not token:
+            raise RemoteError("cancelling needs --to URL and --token (or $DAB_TOKEN)")
+        console.print(f"submission {submission}: {cancel(to, token, submission)['state']}")
+
+
+HostDirOpt = Annotated[Path, typer.Option("--dir", help="the host's directory", envvar="DAB_HOST_DIR")]
+host_app = typer.Typer(help="Run a leaderboard host: it keeps the sealed catalog, takes submissions over HTTP and "
+                            "publishes aggregate scores.", no_args_is_help=True)
+token_app = typer.Typer(help="API tokens of the host (only their hashes are stored).", no_args_is_help=True)
+app.add_typer(host_app, name="host")
+host_app.add_typer(token_app, name="token")
+
+
+@host_app.command("init")
+def host_init(directory: HostDirOpt = Path("dab-host"),
+              catalog: Annotated[str, typer.Option(help="catalog name or spec")] = "quick",
+              upload_bytes: Annotated[int, typer.Option(help="largest upload", min=1)] = 1 << 20,
+              per_day: Annotated[int, typer.Option(help="submissions per token per 24 h", min=1)] = 3,
+              disk_bytes: Annotated[int, typer.Option(help="space for uploads in all", min=1)] = 1 << 30,
+              query_budget: BudgetOpt = DEFAULT_QUERY_BUDGET) -> None:
+    """Make a directory a host of a catalog instance (built here first if this cache has none)."""
+    from benchmark import host
+
+    with user_errors():
+        config = host.init(directory, ensure_built(catalog), upload_bytes=upload_bytes, per_day=per_day,
+                           disk_bytes=disk_bytes, query_budget=query_budget)
+        console.print(f"{directory} hosts {config.catalog} {config.fingerprint[:12]}; add a token with "
+                      f"`dab host token add NAME --dir {directory}`")
+
+
+@token_app.command("add")
+def token_add(name: Annotated[str, typer.Argument(help="who the token is for")],
+              directory: HostDirOpt = Path("dab-host")) -> None:
+    """Make a token and print it once."""
+    from benchmark.host import DB, HostConfig
+    from leaderboard.host_store import HostStore
+
+    with user_errors():
+        HostConfig.read(directory)
+        typer.echo(HostStore(directory / DB).add_token(name))
+
+
+@token_app.command("revoke")
+def token_revoke(name: Annotated[str, typer.Argument(help="the token's name")],
+                 directory: HostDirOpt = Path("dab-host")) -> None:
+    """Revoke a token: its requests get 401 from now on."""
+    from benchmark.host import DB, HostConfig
+    from leaderboard.host_store import HostStore
+
+    with user_errors():
+        HostConfig.read(directory)
+        HostStore(directory / DB).revoke_token(name)
+        console.print(f"token {name!r} revoked")
+
+
+@host_app.command("work")
+def host_work(directory: HostDirOpt = Path("dab-host"),
+              once: Annotated[bool, typer.Option(help="stop when the queue is empty")] = False) -> None:
+    """The evaluation worker: takes queued submissions one at a time (`dab host serve` starts one)."""
+    from benchmark import host
+
+    with user_errors():
+        host.work(directory, once=once, log=lambda line: console.print(line, highlight=False))
+
+
+@host_app.command("serve")
+def host_serve(directory: HostDirOpt = Path("dab-host"),
+               bind: Annotated[str, typer.Option(help="address to listen on (put TLS in front: README)")] = "127.0.0.1",
+               port: Annotated[int, typer.Option(help="port")] = 8000) -> None:
+    """Serve the host's pages, JSON API and submission endpoints, and run its evaluation worker beside them."""
+    import subprocess
+
+    import uvicorn
+
+    from benchmark.host import DB, UPLOADS, HostConfig
+    from leaderboard.host_app import make_app
+    from leaderboard.host_store import HostStore
+
+    with user_errors():
+        config = HostConfig.read(directory)
+        worker = subprocess.Popen([sys.executable, "-m", "benchmark.cli", "host", "work", "--dir", str(directory)])
+        try:
+            app_ = make_app(HostStore(directory / DB), directory / UPLOADS, config.limits, dab_version())
+            uvicorn.run(app_, host=bind, port=port, log_level="warning")
+        finally:
+            worker.terminate()
+            worker.wait()
 
 
 def main() -> None:

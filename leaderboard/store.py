@@ -51,6 +51,16 @@ MIGRATIONS: list[str] = [
     CREATE TABLE submissions (
         detector TEXT NOT NULL, catalog TEXT NOT NULL, split TEXT NOT NULL, submitted_at TEXT NOT NULL);
     """,
+    # 3: a host's API tokens (hashes) and its queue of submissions (`leaderboard.host_store`).
+    """
+    CREATE TABLE tokens (name TEXT PRIMARY KEY, sha256 TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL);
+    CREATE TABLE host_submissions (
+        id TEXT PRIMARY KEY, token TEXT NOT NULL, filename TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL,
+        state TEXT NOT NULL, reason TEXT, organisms_done INTEGER NOT NULL, organisms INTEGER,
+        created_at TEXT NOT NULL, finished_at TEXT);
+    CREATE INDEX host_queue ON host_submissions (state, created_at);
+    CREATE INDEX host_quota ON host_submissions (token, created_at);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

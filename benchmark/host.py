@@ -1,0 +1,123 @@
+"""A leaderboard host: a directory holding its configuration, results database and uploads, and the worker that
+evaluates queued submissions on the sealed `test` split of its catalog instance.
+
+The worker is a process of its own: the web process (`leaderboard.host_app`) never reads a catalog. Each
+submission runs in the sandbox, organism by organism, journaled in the results database, so a worker killed
+mid-evaluation resumes where it stopped and scores every organism once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from benchmark.api import DEFAULT_QUERY_BUDGET, Track
+from benchmark.harness import catalog_ref, evaluate, planned_runs
+from benchmark.limits import Limits
+from benchmark.registry import UnknownDetector, resolve
+from benchmark.sandbox import Sandboxed, SandboxError
+from leaderboard.host_app import HostLimits
+from leaderboard.host_store import HostStore, Submission
+from model_organisms.catalog import Catalog, CatalogError, open_catalog
+
+CONFIG = "host.json"
+DB = "results.sqlite"
+UPLOADS = "uploads"
+SPLIT = "test"
+
+
+class HostConfig(BaseModel):
+    """What `dab host init` fixes: the catalog instance and the limits every submission gets."""
+
+    model_config = ConfigDict(extra="forbid")
+    catalog: str
+    fingerprint: str
+    """The instance's, so that a rebuilt cache is noticed rather than scored against."""
+    upload_bytes: int = Field(default=HostLimits.upload_bytes, ge=1)
+    per_day: int = Field(default=HostLimits.per_day, ge=1)
+    disk_bytes: int = Field(default=HostLimits.disk_bytes, ge=1)
+    query_budget: int = Field(default=DEFAULT_QUERY_BUDGET, ge=1)
+
+    @property
+    def limits(self) -> HostLimits:
+        return HostLimits(self.upload_bytes, self.per_day, self.disk_bytes)
+
+    @classmethod
+    def read(cls, directory: Path) -> HostConfig:
+        path = directory / CONFIG
+        if not path.is_file():
+            raise CatalogError(f"{directory} is no dab host (run `dab host init` there)")
+        return cls.model_validate_json(path.read_text())
+
+
+def init(directory: Path, catalog: Catalog, **limits: int) -> HostConfig:
+    """Make `directory` a host of this catalog instance (one with a sealed `test` split)."""
+    catalog.ids(SPLIT)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / UPLOADS).mkdir(exist_ok=True)
+    config = HostConfig(catalog=catalog.name, fingerprint=catalog.fingerprint, **limits)
+    (directory / CONFIG).write_text(config.model_dump_json(indent=2))
+    HostStore(directory / DB)
+    return config
+
+
+def host_catalog(config: HostConfig) -> Catalog:
+    catalog = open_catalog(config.catalog)
+    if catalog.fingerprint != config.fingerprint:
+        raise CatalogError(f"the cache holds instance {catalog.fingerprint[:12]} of {config.catalog}, not the host's "
+                           f"{config.fingerprint[:12]}")
+    return catalog
+
+
+class Cancelled(Exception):
+    pass
+
+
+def evaluate_submission(store: HostStore, catalog: Catalog, config: HostConfig, submission: Submission,
+                        uploads: Path, limits: Limits = Limits()) -> None:
+    """Every track the detector answers on the sealed split, in the sandbox; a run stored already (before a kill)
+    is not run again, and one interrupted resumes from its journal."""
+    try:
+        source = resolve(str(uploads / submission.id / submission.filename))
+        first = Sandboxed(source, catalog, limits, query_budget=config.query_budget)  # checks the contract
+    except (UnknownDetector, SandboxError) as e:
+        store.finish(submission.id, "failed", str(e))
+        return
+    runs = planned_runs(first, catalog, SPLIT, set(Track))
+    sizes = [len(catalog.ids(SPLIT, world)) for world, _ in runs]
+    for i, (world, track) in enumerate(runs):
+        executor = first if i == 0 else Sandboxed(source, catalog, limits, query_budget=config.query_budget)
+        if store.has_run(executor.info, catalog_ref(catalog, SPLIT, world), track, executor.query_budget):
+            executor.close()
+            continue
+
+        def progress(done: int, total: int, before: int = sum(sizes[:i])) -> None:
+            if store.submission(submission.id).state == "cancelled":
+                raise Cancelled
+            store.progress(submission.id, before + done, sum(sizes))
+        try:
+            evaluate(executor, catalog, SPLIT, track, store, progress=progress, world=world)
+        except Cancelled:
+            return
+    store.progress(submission.id, sum(sizes), sum(sizes))
+    store.finish(submission.id, "scored")
+
+
+def work(directory: Path, once: bool = False, poll_seconds: float = 1.0,
+         log: Callable[[str], None] = print) -> None:
+    """Evaluate queued submissions one at a time, resuming one left running (with `once`, until none is left)."""
+    config = HostConfig.read(directory)
+    store, catalog = HostStore(directory / DB), host_catalog(config)
+    while True:
+        submission = store.claim()
+        if submission is None:
+            if once:
+                return
+            time.sleep(poll_seconds)
+            continue
+        log(f"evaluating submission {submission.id} ({submission.filename})")
+        evaluate_submission(store, catalog, config, submission, directory / UPLOADS)
+        log(f"submission {submission.id}: {store.submission(submission.id).state}")

@@ -1,0 +1,54 @@
+"""A researcher's side of a leaderboard host: submit a detector file, follow it, cancel it (standard library only)."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+
+class RemoteError(Exception):
+    """The host refused, or could not be reached; one line saying which and why."""
+
+
+def _call(url: str, method: str = "GET", data: bytes | None = None, headers: dict[str, str] | None = None) -> dict:
+    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        try:
+            reason = json.loads(e.read()).get("error", e.reason)
+        except ValueError:
+            reason = e.reason
+        raise RemoteError(f"{url}: {e.code} {reason}") from None
+    except (urllib.error.URLError, OSError) as e:
+        raise RemoteError(f"{url}: cannot reach the host ({getattr(e, 'reason', e)})") from None
+
+
+def check_version(host: str, version: str) -> None:
+    """Refuse a host of another dab minor version (the host refuses such a client too)."""
+    theirs = str(_call(f"{host.rstrip('/')}/api/version").get("dab", ""))
+    if theirs.split(".")[:2] != version.split(".")[:2]:
+        raise RemoteError(f"{host} runs dab {theirs}, this is dab {version}: install dab "
+                          f"{'.'.join(theirs.split('.')[:2])}.x to submit there")
+
+
+def submit(host: str, token: str, path: Path, version: str) -> str:
+    """Upload one detector file; the submission's id."""
+    check_version(host, version)
+    data = path.read_bytes()
+    found = _call(f"{host.rstrip('/')}/api/submissions", "POST", data, {
+        "Authorization": f"Bearer {token}", "X-Filename": path.name, "X-Dab-Version": version,
+        "Content-Type": "application/octet-stream"})
+    return str(found["id"])
+
+
+def status(host: str, submission: str) -> dict:
+    return _call(f"{host.rstrip('/')}/api/submissions/{submission}")
+
+
+def cancel(host: str, token: str, submission: str) -> dict:
+    return _call(f"{host.rstrip('/')}/api/submissions/{submission}/cancel", "POST", b"",
+                 {"Authorization": f"Bearer {token}"})

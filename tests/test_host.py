@@ -1,0 +1,241 @@
+"""A leaderboard host against a real uvicorn server on 127.0.0.1: tokens, quotas, uploads, the queue, the page."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from benchmark import remote
+from benchmark.api import AccessTier, Track
+from benchmark.cli import dab_version
+from benchmark.host import DB, UPLOADS, HostConfig, evaluate_submission, init
+from benchmark.records import CatalogRef, DetectorInfo, Metric, Prediction, RunRecord
+from leaderboard.host_app import MIN_PUBLISHED, HostLimits, make_app
+from leaderboard.host_store import HostStore
+from model_organisms.catalog import Catalog
+from tests.test_site import CHROMIUM, browse
+
+DETECTOR = b"""
+from benchmark.api import AccessTier, Track
+
+class Coin:
+    name = "coin"
+    tracks = frozenset({Track.AUDIT})
+    tier = AccessTier.BLACK_BOX
+
+    def audit(self, organism):
+        return 0.5
+"""
+LIMITS = HostLimits(upload_bytes=4096, per_day=3, disk_bytes=1 << 20)
+
+
+@dataclass
+class Host:
+    url: str
+    store: HostStore
+    uploads: Path
+
+
+@pytest.fixture
+def host(tmp_path: Path):
+    store, uploads = HostStore(tmp_path / "results.sqlite"), tmp_path / "uploads"
+    uploads.mkdir()
+    server = uvicorn.Server(uvicorn.Config(make_app(store, uploads, LIMITS, dab_version()), host="127.0.0.1", port=0,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    yield Host(f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}", store, uploads)
+    server.should_exit = True
+    thread.join()
+
+
+def post(url: str, data: bytes, token: str | None = None, filename: str = "coin.py",
+         version: str | None = None, **headers: str) -> tuple[int, dict, dict]:
+    """Status, JSON body and headers of a raw upload."""
+    sent = {"X-Filename": filename, "X-Dab-Version": version or dab_version(), **headers}
+    if token:
+        sent["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(f"{url}/api/submissions", data=data, method="POST", headers=sent)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read()), dict(response.headers)
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read()), dict(e.headers)
+
+
+def stored(host: Host) -> tuple[int, int]:
+    """Queued submissions and upload folders."""
+    return len(host.store.submissions()), len(list(host.uploads.iterdir()))
+
+
+def test_a_token_is_kept_as_its_hash_and_stops_working_when_revoked(host: Host) -> None:
+    token = host.store.add_token("ada")
+    assert token not in (host.store.path.read_bytes() + b"".join(
+        p.read_bytes() for p in host.store.path.parent.glob("results.sqlite-*"))).decode("latin-1")
+    code, body, _ = post(host.url, DETECTOR, token)
+    assert code == 201 and host.store.submission(body["id"]).state == "queued"
+    host.store.revoke_token("ada")
+    for bad in (token, None, "not-a-token"):
+        code, body, _ = post(host.url, DETECTOR, bad)
+        assert code == 401 and "token" in body["error"]
+    assert stored(host) == (1, 1)
+
+
+def test_uploads_that_are_too_big_or_not_python_are_refused_and_nothing_is_kept(host: Host) -> None:
+    token = host.store.add_token("ada")
+    too_big = b"#" * (LIMITS.upload_bytes + 1)
+    assert post(host.url, too_big, token)[0] == 413
+    request = urllib.request.Request(f"{host.url}/api/submissions", data=iter([DETECTOR]), method="POST", headers={
+        "Authorization": f"Bearer {token}", "X-Filename": "coin.py", "X-Dab-Version": dab_version(),
+        "Transfer-Encoding": "chunked"})
+    with pytest.raises(urllib.error.HTTPError, match="413"):  # no Content-Length: refused before the body is read
+        urllib.request.urlopen(request, timeout=30)
+    for filename, data in (("../coin.py", DETECTOR), ("/etc/coin.py", DETECTOR), ("coin.whl", DETECTOR),
+                           ("coin.py", b"\x7fELF\x02\x01"), ("coin.py", b"def broken(:\n")):
+        code, body, _ = post(host.url, data, token, filename)
+        assert code == 422 and "\n" not in body["error"], (filename, body)
+    assert stored(host) == (0, 0)
+
+
+def test_twenty_submissions_at_once_from_five_tokens_queue_fifteen(host: Host) -> None:
+    tokens = [host.store.add_token(f"lab{i}") for i in range(5)]
+    with ThreadPoolExecutor(20) as pool:
+        answers = list(pool.map(lambda i: post(host.url, DETECTOR, tokens[i % 5]), range(20)))
+    codes = sorted(code for code, _, _ in answers)
+    assert codes == [201] * 15 + [429] * 5
+    refused = [(body, headers) for code, body, headers in answers if code == 429]
+    assert all("next is allowed at" in body["error"] and int(headers["retry-after"]) > 80000
+               for body, headers in refused)
+    assert stored(host) == (15, 15)
+    with sqlite3.connect(host.store.path) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert db.execute("SELECT token, COUNT(*) FROM host_submissions GROUP BY token").fetchall() == [
+            (f"lab{i}", 3) for i in range(5)]
+
+
+def test_the_client_follows_and_cancels_its_own_submission_only(host: Host, tmp_path: Path) -> None:
+    mine, theirs = host.store.add_token("ada"), host.store.add_token("bob")
+    path = tmp_path / "coin.py"
+    path.write_bytes(DETECTOR)
+    submission = remote.submit(host.url, mine, path, dab_version())
+    assert remote.status(host.url, submission)["state"] == "queued"
+    with pytest.raises(remote.RemoteError, match="404 no submission"):
+        remote.cancel(host.url, theirs, submission)
+    assert remote.cancel(host.url, mine, submission)["state"] == "cancelled"
+    assert host.store.claim() is None  # a cancelled submission is never evaluated
+    with pytest.raises(remote.RemoteError, match="cannot reach the host"):
+        remote.status("http://127.0.0.1:9", submission)
+
+
+def test_client_and_host_of_other_versions_refuse_each_other(host: Host, tmp_path: Path) -> None:
+    token = host.store.add_token("ada")
+    code, body, _ = post(host.url, DETECTOR, token, version="0.0.1")
+    assert code == 426 and f"this host runs dab {dab_version()}" in body["error"]
+    path = tmp_path / "coin.py"
+    path.write_bytes(DETECTOR)
+    with pytest.raises(remote.RemoteError, match="runs dab .*, this is dab 9.9.0"):
+        remote.submit(host.url, token, path, "9.9.0")
+    assert stored(host) == (0, 0)
+
+
+def record(organisms: int, auroc: float) -> RunRecord:
+    return RunRecord(
+        run_id=f"run{organisms}", track=Track.AUDIT, started_at=datetime(2026, 1, 1, tzinfo=UTC),
+        detector=DetectorInfo(name=f"probe{organisms}", source_sha256="ab" * 32, tier=AccessTier.BLACK_BOX),
+        catalog=CatalogRef(name="quick", fingerprint="f" * 64, split="test"), fit_seconds=0.5, total_seconds=2.0,
+        predictions=[Prediction(organism_id=f"o{i}", score=0.5, seconds=0.1, queries=3) for i in range(organisms)],
+        metrics=[Metric(metric="auroc", value=auroc, ci_low=0.512345, ci_high=0.987654, higher_is_better=True)])
+
+
+def test_only_rounded_aggregates_over_enough_organisms_are_published(host: Host) -> None:
+    host.store.add(record(MIN_PUBLISHED - 1, 0.871234))
+    host.store.add(record(MIN_PUBLISHED, 0.761234))
+    with urllib.request.urlopen(f"{host.url}/api/leaderboard", timeout=30) as response:
+        rows = json.loads(response.read())
+    assert [(r["detector"], r["auroc"], r["ci_low"], r["ci_high"]) for r in rows] == [
+        (f"probe{MIN_PUBLISHED}", 0.76, 0.51, 0.99)]
+    assert not any(key in rows[0] for key in ("run_id", "predictions", "source_sha256"))
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian: apt-get install chromium)")
+def test_the_page_shows_a_new_submission_in_a_browser(host: Host, tmp_path: Path) -> None:
+    path = tmp_path / "coin.py"
+    path.write_bytes(DETECTOR)
+    submission = remote.submit(host.url, host.store.add_token("ada"), path, dab_version())
+    dom = browse("--dump-dom", f"{host.url}/")
+    assert submission in dom and "queued" in dom
+
+
+def queue(directory: Path, source: bytes, name: str = "coin.py") -> str:
+    """Place a submission as the web process does: its file first, then its row."""
+    submission = f"s{len(list((directory / UPLOADS).iterdir()))}"
+    (directory / UPLOADS / submission).mkdir()
+    (directory / UPLOADS / submission / name).write_bytes(source)
+    HostStore(directory / DB).enqueue(submission, "ada", name, "0" * 64, len(source), 99, 1 << 30)
+    return submission
+
+
+def test_a_submission_that_breaks_the_contract_fails_with_the_harness_reason(micro_catalog: Catalog,
+                                                                            tmp_path: Path) -> None:
+    directory = tmp_path / "host"
+    (directory / UPLOADS).mkdir(parents=True)  # micro has no sealed split to host: the contract is checked first
+    config = HostConfig(catalog=micro_catalog.name, fingerprint=micro_catalog.fingerprint)
+    monitor_only = DETECTOR.replace(b"def audit(self, organism)", b"def monitor(self, organism, inputs)")
+    submission = queue(directory, monitor_only)  # it names the audit track and answers another
+    store = HostStore(directory / DB)
+    evaluate_submission(store, micro_catalog, config, store.claim(), directory / UPLOADS)
+    found = store.submission(submission)
+    assert found.state == "failed" and "breaks the contract: it needs an `audit(organism) -> float`" in found.reason
+    assert store.latest_runs() == []
+
+
+SLOW = DETECTOR.replace(b"        return 0.5", b"        import time\n        time.sleep(1.5)\n        return 0.5")
+
+
+@pytest.mark.slow
+def test_a_killed_worker_resumes_and_scores_every_organism_once(tiny_catalog: Catalog, tmp_path: Path) -> None:
+    """kill -9 mid-evaluation; the next worker takes the submission up from its journal."""
+    directory = tmp_path / "host"
+    init(directory, tiny_catalog)
+    submission = queue(directory, SLOW)
+    store = HostStore(directory / DB)
+    command = [sys.executable, "-m", "benchmark.cli", "host", "work", "--dir", str(directory)]
+    worker = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while store.submission(submission).organisms_done < 2:
+        assert time.monotonic() < deadline and worker.poll() is None, worker.stderr.read().decode()[-2000:]
+        time.sleep(0.2)
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.wait()
+    assert store.submission(submission).state == "running"
+    with sqlite3.connect(store.path) as db:
+        before = {json.loads(row[0])["organism_id"]: row[0] for row in db.execute("SELECT prediction FROM answers")}
+    assert len(before) >= 2
+    done = subprocess.run([*command, "--once"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = store.submission(submission)
+    ids = tiny_catalog.ids("test", "assistant")
+    assert found.state == "scored" and found.organisms_done == found.organisms == len(ids)
+    runs = [r for r in store.latest_runs() if r.detector.name == "coin"]
+    assert len(runs) == 1 and sorted(p.organism_id for p in runs[0].predictions) == sorted(ids)
+    assert {p.organism_id: p.model_dump_json() for p in runs[0].predictions if p.organism_id in before} == before
+    with sqlite3.connect(store.path) as db:
+        assert db.execute("SELECT COUNT(*) FROM runs").fetchone() == (1,)
+        assert db.execute("SELECT COUNT(*) FROM answers").fetchone() == (0,)
