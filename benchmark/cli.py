@@ -622,13 +622,23 @@ def host_serve(directory: HostDirOpt = Path("dab-host"),
 
     with user_errors():
         config = HostConfig.read(directory)
-        worker = subprocess.Popen([sys.executable, "-m", "benchmark.cli", "host", "work", "--dir", str(directory)])
+        worker = subprocess.Popen([sys.executable, "-m", "benchmark.cli", "host", "work", "--dir", str(directory)],
+                                  preexec_fn=_die_with_parent)
         try:
             app_ = make_app(HostStore(directory / DB), directory / UPLOADS, config.limits, dab_version())
             uvicorn.run(app_, host=bind, port=port, log_level="warning")
         finally:
             worker.terminate()
             worker.wait()
+
+
+def _die_with_parent() -> None:
+    """In a child before exec: the kernel sends it SIGTERM when its parent ends, however that ends (uvicorn ends
+    by re-raising the signal it caught, so no `finally` runs)."""
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def main() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -210,21 +211,30 @@ SLOW = DETECTOR.replace(b"        return 0.5", b"        import time\n        ti
 
 
 @pytest.mark.slow
-def test_a_killed_worker_resumes_and_scores_every_organism_once(tiny_catalog: Catalog, tmp_path: Path) -> None:
-    """kill -9 mid-evaluation; the next worker takes the submission up from its journal."""
+@pytest.mark.parametrize("killed", ["work", "serve"])
+def test_a_killed_host_resumes_and_scores_every_organism_once(killed: str, tiny_catalog: Catalog,
+                                                              tmp_path: Path) -> None:
+    """kill -9 of the worker, or of the server (whose worker the kernel then stops), mid-evaluation; the next worker
+    takes the submission up from its journal."""
     directory = tmp_path / "host"
     init(directory, tiny_catalog)
     submission = queue(directory, SLOW)
     store = HostStore(directory / DB)
     command = [sys.executable, "-m", "benchmark.cli", "host", "work", "--dir", str(directory)]
-    worker = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    started = command if killed == "work" else [*command[:4], "serve", "--dir", str(directory), "--port", str(port)]
+    worker = subprocess.Popen(started, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300
     while store.submission(submission).organisms_done < 2:
         assert time.monotonic() < deadline and worker.poll() is None, worker.stderr.read().decode()[-2000:]
         time.sleep(0.2)
     os.kill(worker.pid, signal.SIGKILL)
     worker.wait()
+    time.sleep(1)
     assert store.submission(submission).state == "running"
+    assert subprocess.run(["pgrep", "-f", f"host work --dir {directory}"], capture_output=True).stdout == b""
     with sqlite3.connect(store.path) as db:
         before = {json.loads(row[0])["organism_id"]: row[0] for row in db.execute("SELECT prediction FROM answers")}
     assert len(before) >= 2
