@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict, Field
 
 from benchmark.api import DEFAULT_QUERY_BUDGET, Track
@@ -26,6 +27,7 @@ from model_organisms.catalog import Catalog, CatalogError, open_catalog
 CONFIG = "host.json"
 DB = "results.sqlite"
 UPLOADS = "uploads"
+LOCK = "worker.lock"
 SPLIT = "test"
 
 
@@ -108,9 +110,19 @@ def evaluate_submission(store: HostStore, catalog: Catalog, config: HostConfig, 
 
 def work(directory: Path, once: bool = False, poll_seconds: float = 1.0,
          log: Callable[[str], None] = print) -> None:
-    """Evaluate queued submissions one at a time, resuming one left running (with `once`, until none is left)."""
+    """Evaluate queued submissions one at a time, resuming one left running (with `once`, until none is left). One
+    worker a host: a second one is refused while the first holds the lock (the kernel frees it when one dies)."""
     config = HostConfig.read(directory)
     store, catalog = HostStore(directory / DB), host_catalog(config)
+    try:
+        with FileLock(directory / LOCK, blocking=False):
+            _work(directory, config, store, catalog, once, poll_seconds, log)
+    except Timeout:
+        raise CatalogError(f"another worker is evaluating for the host at {directory}") from None
+
+
+def _work(directory: Path, config: HostConfig, store: HostStore, catalog: Catalog, once: bool, poll_seconds: float,
+          log: Callable[[str], None]) -> None:
     while True:
         submission = store.claim()
         if submission is None:

@@ -20,15 +20,16 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+from filelock import FileLock
 
 from benchmark import remote
 from benchmark.api import AccessTier, Track
 from benchmark.cli import dab_version
-from benchmark.host import DB, UPLOADS, HostConfig, evaluate_submission, init
+from benchmark.host import CONFIG, DB, LOCK, UPLOADS, HostConfig, evaluate_submission, init, work
 from benchmark.records import CatalogRef, DetectorInfo, Metric, Prediction, RunRecord
 from leaderboard.host_app import MIN_PUBLISHED, HostLimits, make_app
 from leaderboard.host_store import HostStore
-from model_organisms.catalog import Catalog
+from model_organisms.catalog import Catalog, CatalogError
 from tests.test_site import CHROMIUM, browse
 
 DETECTOR = b"""
@@ -198,10 +199,14 @@ def test_a_submission_that_breaks_the_contract_fails_with_the_harness_reason(mic
     directory = tmp_path / "host"
     (directory / UPLOADS).mkdir(parents=True)  # micro has no sealed split to host: the contract is checked first
     config = HostConfig(catalog=micro_catalog.name, fingerprint=micro_catalog.fingerprint)
+    (directory / CONFIG).write_text(config.model_dump_json())
     monitor_only = DETECTOR.replace(b"def audit(self, organism)", b"def monitor(self, organism, inputs)")
     submission = queue(directory, monitor_only)  # it names the audit track and answers another
     store = HostStore(directory / DB)
     evaluate_submission(store, micro_catalog, config, store.claim(), directory / UPLOADS)
+    with FileLock(directory / LOCK):
+        with pytest.raises(CatalogError, match="another worker is evaluating"):
+            work(directory, once=True)
     found = store.submission(submission)
     assert found.state == "failed" and "breaks the contract: it needs an `audit(organism) -> float`" in found.reason
     assert store.latest_runs() == []
