@@ -254,3 +254,41 @@ def test_a_killed_host_resumes_and_scores_every_organism_once(killed: str, tiny_
     with sqlite3.connect(store.path) as db:
         assert db.execute("SELECT COUNT(*) FROM runs").fetchone() == (1,)
         assert db.execute("SELECT COUNT(*) FROM answers").fetchone() == (0,)
+
+
+SNOOP = b'''
+import os
+from benchmark.api import AccessTier, Track
+
+WANTED = {"results.sqlite", "host.json", "worker.lock", "secret", "answer_key.json", "coin.py"}
+
+
+class Snoop:
+    name = "snoop"
+    tracks = frozenset({Track.AUDIT})
+    tier = AccessTier.WHITE_BOX
+
+    def audit(self, organism):
+        found = 0
+        for root, dirs, files in os.walk("/"):
+            dirs[:] = [d for d in dirs if os.path.join(root, d) not in ("/proc", "/sys", "/dev")]
+            found += len(WANTED & set(files))
+        return min(found, 9) / 10
+'''
+
+
+@pytest.mark.slow
+def test_a_submission_reaches_no_host_file_no_key_and_no_other_submission(tiny_catalog: Catalog,
+                                                                         tmp_path: Path) -> None:
+    """The host's database (tokens), configuration, lock, the catalog's secret and answer key, and another
+    submission's file: a white-box detector walking the whole file system finds none of them."""
+    directory = tmp_path / "host"
+    init(directory, tiny_catalog)
+    queue(directory, DETECTOR)
+    snoop = queue(directory, SNOOP, "snoop.py")
+    HostStore(directory / DB).add_token("ada")
+    work(directory, once=True)
+    store = HostStore(directory / DB)
+    assert store.submission(snoop).state == "scored"
+    runs = [r for r in store.latest_runs() if r.detector.name == "snoop"]
+    assert runs and all(p.error is None and p.score == 0.0 for r in runs for p in r.predictions), runs
