@@ -597,6 +597,18 @@ def token_revoke(name: Annotated[str, typer.Argument(help="the token's name")],
         console.print(f"token {name!r} revoked")
 
 
+@host_app.command("close-round")
+def host_close_round(directory: HostDirOpt = Path("dab-host")) -> None:
+    """Close a round: each token's newest scored submission is queued again, on `holdout`, and published when done."""
+    from benchmark.host import DB, HostConfig
+    from leaderboard.host_store import HostStore
+
+    with user_errors():
+        HostConfig.read(directory)
+        jobs = HostStore(directory / DB).close_round()
+        console.print(f"round closed: {len(jobs)} submission(s) queued on holdout")
+
+
 @host_app.command("work")
 def host_work(directory: HostDirOpt = Path("dab-host"),
               once: Annotated[bool, typer.Option(help="stop when the queue is empty")] = False) -> None:

@@ -1,5 +1,6 @@
 """A leaderboard host: a directory holding its configuration, results database and uploads, and the worker that
-evaluates queued submissions on the sealed `test` split of its catalog instance.
+evaluates queued submissions on the sealed `test` split of its catalog instance (and on `holdout` when a round
+closes).
 
 The worker is a process of its own: the web process (`leaderboard.host_app`) never reads a catalog. Each
 submission runs in the sandbox, organism by organism, journaled in the results database, so a worker killed
@@ -28,7 +29,6 @@ CONFIG = "host.json"
 DB = "results.sqlite"
 UPLOADS = "uploads"
 LOCK = "worker.lock"
-SPLIT = "test"
 
 
 class HostConfig(BaseModel):
@@ -56,8 +56,8 @@ class HostConfig(BaseModel):
 
 
 def init(directory: Path, catalog: Catalog, **limits: int) -> HostConfig:
-    """Make `directory` a host of this catalog instance (one with a sealed `test` split)."""
-    catalog.ids(SPLIT)
+    """Make `directory` a host of this catalog instance (one with sealed `test` and `holdout` splits)."""
+    catalog.ids("test"), catalog.ids("holdout")
     directory.mkdir(parents=True, exist_ok=True)
     (directory / UPLOADS).mkdir(exist_ok=True)
     config = HostConfig(catalog=catalog.name, fingerprint=catalog.fingerprint, **limits)
@@ -80,19 +80,20 @@ class Cancelled(Exception):
 
 def evaluate_submission(store: HostStore, catalog: Catalog, config: HostConfig, submission: Submission,
                         uploads: Path, limits: Limits = Limits()) -> None:
-    """Every track the detector answers on the sealed split, in the sandbox; a run stored already (before a kill)
-    is not run again, and one interrupted resumes from its journal."""
+    """Every track the detector answers on the submission's sealed split, in the sandbox; a run stored already
+    (before a kill) is not run again, and one interrupted resumes from its journal."""
+    split = submission.split
     try:
-        source = resolve(str(uploads / submission.id / submission.filename))
+        source = resolve(str(uploads / submission.source / submission.filename))
         first = Sandboxed(source, catalog, limits, query_budget=config.query_budget)  # checks the contract
     except (UnknownDetector, SandboxError) as e:
         store.finish(submission.id, "failed", str(e))
         return
-    runs = planned_runs(first, catalog, SPLIT, set(Track))
-    sizes = [len(catalog.ids(SPLIT, world)) for world, _ in runs]
+    runs = planned_runs(first, catalog, split, set(Track))
+    sizes = [len(catalog.ids(split, world)) for world, _ in runs]
     for i, (world, track) in enumerate(runs):
         executor = first if i == 0 else Sandboxed(source, catalog, limits, query_budget=config.query_budget)
-        if store.has_run(executor.info, catalog_ref(catalog, SPLIT, world), track, executor.query_budget):
+        if store.has_run(executor.info, catalog_ref(catalog, split, world), track, executor.query_budget):
             executor.close()
             continue
 
@@ -101,7 +102,7 @@ def evaluate_submission(store: HostStore, catalog: Catalog, config: HostConfig, 
                 raise Cancelled
             store.progress(submission.id, before + done, sum(sizes))
         try:
-            evaluate(executor, catalog, SPLIT, track, store, progress=progress, world=world)
+            evaluate(executor, catalog, split, track, store, progress=progress, world=world)
         except Cancelled:
             return
     store.progress(submission.id, sum(sizes), sum(sizes))

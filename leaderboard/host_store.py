@@ -3,13 +3,15 @@
 Both live in the results database, so a submission, its quota and its runs change together in one transaction,
 and the evaluation worker takes the queue from the same file the web process writes it to. A submission moves
 ``queued`` → ``running`` → ``scored`` or ``failed`` (or ``cancelled``); a worker killed while one runs finds it
-``running`` again on restart and resumes it from the run journal.
+``running`` again on restart and resumes it from the run journal. A submission is judged on `test`; closing a round
+queues each token's newest scored one again, on `holdout`, as TrojAI does at a round's end.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -42,11 +44,15 @@ class Submission:
     organisms: int | None
     created_at: str
     finished_at: str | None
+    split: str
+    source: str
+    """The submission whose file this judges (itself, or on `holdout` the one it was queued again for)."""
 
     def public(self) -> dict:
         """What the host shows anyone: no token name, no file."""
         return {"id": self.id, "state": self.state, "reason": self.reason, "organisms_done": self.organisms_done,
-                "organisms": self.organisms, "created_at": self.created_at, "finished_at": self.finished_at}
+                "organisms": self.organisms, "split": self.split, "created_at": self.created_at,
+                "finished_at": self.finished_at}
 
 
 def _hash(token: str) -> str:
@@ -57,7 +63,8 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-COLUMNS = "id, token, filename, sha256, size, state, reason, organisms_done, organisms, created_at, finished_at"
+COLUMNS = ("id, token, filename, sha256, size, state, reason, organisms_done, organisms, created_at, finished_at, "
+           "split, source")
 
 
 class HostStore(ResultStore):
@@ -90,7 +97,8 @@ class HostStore(ResultStore):
         now = _now()
         with self._connect() as db:
             times = [datetime.fromisoformat(r[0]) for r in db.execute(
-                "SELECT created_at FROM host_submissions WHERE token = ? AND created_at > ? ORDER BY created_at",
+                "SELECT created_at FROM host_submissions WHERE token = ? AND split = 'test' AND created_at > ? "
+                "ORDER BY created_at",
                 (token, (now - timedelta(days=1)).isoformat()))]
             if len(times) >= per_day:
                 retry = times[len(times) - per_day] + timedelta(days=1)
@@ -100,7 +108,7 @@ class HostStore(ResultStore):
             if used + size > disk_bytes:
                 raise QuotaExceeded(f"the host's upload space ({disk_bytes} bytes) is full")
             db.execute(f"INSERT INTO host_submissions ({COLUMNS}) VALUES (?, ?, ?, ?, ?, 'queued', NULL, 0, NULL, ?, "
-                       "NULL)", (submission, token, filename, sha256, size, now.isoformat()))
+                       "NULL, 'test', ?)", (submission, token, filename, sha256, size, now.isoformat(), submission))
 
     def submission(self, submission: str) -> Submission:
         with self._connect() as db:
@@ -137,6 +145,22 @@ class HostStore(ResultStore):
         with self._connect() as db:
             db.execute("UPDATE host_submissions SET state = ?, reason = ?, finished_at = ? WHERE id = ? "
                        "AND state != 'cancelled'", (state, reason, _now().isoformat(), submission))
+
+    def close_round(self) -> list[str]:
+        """Queue each token's newest scored submission on `holdout` (once); the new jobs' ids."""
+        now = _now().isoformat()
+        with self._connect() as db:
+            newest = db.execute(
+                "SELECT s.id, s.token, s.filename, s.sha256 FROM host_submissions s WHERE s.split = 'test' AND "
+                "s.state = 'scored' AND s.created_at = (SELECT MAX(created_at) FROM host_submissions t WHERE "
+                "t.token = s.token AND t.split = 'test' AND t.state = 'scored') AND NOT EXISTS (SELECT 1 FROM "
+                "host_submissions h WHERE h.source = s.id AND h.split = 'holdout') ORDER BY s.created_at").fetchall()
+            jobs = []
+            for source, token, filename, sha256 in newest:
+                jobs.append(uuid.uuid4().hex)
+                db.execute(f"INSERT INTO host_submissions ({COLUMNS}) VALUES (?, ?, ?, ?, 0, 'queued', NULL, 0, NULL, "
+                           "?, NULL, 'holdout', ?)", (jobs[-1], token, filename, sha256, now, source))
+        return jobs
 
     def cancel(self, submission: str, token: str) -> Submission:
         """Cancel a submission of this token's that has not finished."""

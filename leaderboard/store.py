@@ -57,7 +57,7 @@ MIGRATIONS: list[str] = [
     CREATE TABLE host_submissions (
         id TEXT PRIMARY KEY, token TEXT NOT NULL, filename TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL,
         state TEXT NOT NULL, reason TEXT, organisms_done INTEGER NOT NULL, organisms INTEGER,
-        created_at TEXT NOT NULL, finished_at TEXT);
+        created_at TEXT NOT NULL, finished_at TEXT, split TEXT NOT NULL, source TEXT NOT NULL);
     CREATE INDEX host_queue ON host_submissions (state, created_at);
     CREATE INDEX host_quota ON host_submissions (token, created_at);
     """,

@@ -28,7 +28,7 @@ from benchmark.cli import dab_version
 from benchmark.host import CONFIG, DB, LOCK, UPLOADS, HostConfig, evaluate_submission, init, work
 from benchmark.records import CatalogRef, DetectorInfo, Metric, Prediction, RunRecord
 from leaderboard.host_app import MIN_PUBLISHED, HostLimits, make_app
-from leaderboard.host_store import HostStore
+from leaderboard.host_store import HostStore, QuotaExceeded
 from model_organisms.catalog import Catalog, CatalogError
 from tests.test_site import CHROMIUM, browse
 
@@ -254,6 +254,10 @@ def test_a_killed_host_resumes_and_scores_every_organism_once(killed: str, tiny_
     with sqlite3.connect(store.path) as db:
         assert db.execute("SELECT COUNT(*) FROM runs").fetchone() == (1,)
         assert db.execute("SELECT COUNT(*) FROM answers").fetchone() == (0,)
+    [job] = store.close_round()  # and on holdout once the round closes
+    work(directory, once=True)
+    assert store.submission(job).state == "scored"
+    assert {r.catalog.split for r in store.latest_runs() if r.detector.name == "coin"} == {"test", "holdout"}
 
 
 SNOOP = b'''
@@ -292,3 +296,18 @@ def test_a_submission_reaches_no_host_file_no_key_and_no_other_submission(tiny_c
     assert store.submission(snoop).state == "scored"
     runs = [r for r in store.latest_runs() if r.detector.name == "snoop"]
     assert runs and all(p.error is None and p.score == 0.0 for r in runs for p in r.predictions), runs
+
+
+def test_closing_a_round_queues_each_tokens_newest_scored_submission_on_holdout_once(tmp_path: Path) -> None:
+    store = HostStore(tmp_path / "results.sqlite")
+    for i, (token, state) in enumerate([("ada", "scored"), ("ada", "scored"), ("ada", "failed"), ("bob", None)]):
+        store.enqueue(f"s{i}", token, "coin.py", "0" * 64, 10, 3, 1 << 20)
+        if state:
+            store.finish(f"s{i}", state)
+    [job] = store.close_round()
+    found = store.submission(job)
+    assert (found.split, found.source, found.token, found.state) == ("holdout", "s1", "ada", "queued")
+    assert store.close_round() == []
+    assert store.claim().id == "s3"  # bob's test submission first: it was queued before the round closed
+    with pytest.raises(QuotaExceeded, match="used its 3 submissions"):  # holdout jobs use no quota; test ones do
+        store.enqueue("s4", "ada", "coin.py", "0" * 64, 10, 3, 1 << 20)
