@@ -10,6 +10,7 @@ mid-evaluation resumes where it stopped and scores every organism once.
 from __future__ import annotations
 
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 
@@ -131,6 +132,10 @@ def _work(directory: Path, config: HostConfig, store: HostStore, catalog: Catalo
                 return
             time.sleep(poll_seconds)
             continue
-        log(f"evaluating submission {submission.id} ({submission.filename})")
-        evaluate_submission(store, catalog, config, submission, directory / UPLOADS)
+        log(f"evaluating submission {submission.id} ({submission.filename}) on {submission.split}")
+        try:
+            evaluate_submission(store, catalog, config, submission, directory / UPLOADS)
+        except Exception:  # the host's fault, not the detector's (those are recorded per organism): say so, go on
+            log(traceback.format_exc())
+            store.finish(submission.id, "failed", "the host could not evaluate it (its operator has the traceback)")
         log(f"submission {submission.id}: {store.submission(submission.id).state}")

@@ -311,3 +311,25 @@ def test_closing_a_round_queues_each_tokens_newest_scored_submission_on_holdout_
     assert store.claim().id == "s3"  # bob's test submission first: it was queued before the round closed
     with pytest.raises(QuotaExceeded, match="used its 3 submissions"):  # holdout jobs use no quota; test ones do
         store.enqueue("s4", "ada", "coin.py", "0" * 64, 10, 3, 1 << 20)
+
+
+def test_a_host_failure_fails_that_submission_only_and_the_worker_goes_on(micro_catalog: Catalog, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    directory = tmp_path / "host"
+    (directory / UPLOADS).mkdir(parents=True)
+    (directory / CONFIG).write_text(HostConfig(catalog=micro_catalog.name,
+                                               fingerprint=micro_catalog.fingerprint).model_dump_json())
+    first, second = queue(directory, DETECTOR), queue(directory, DETECTOR)
+    seen = []
+
+    def broken(store, catalog, config, submission, uploads) -> None:
+        seen.append(submission.id)
+        if submission.id == first:
+            raise RuntimeError("disk on fire")
+        store.finish(submission.id, "scored")
+    monkeypatch.setattr("benchmark.host.evaluate_submission", broken)
+    work(directory, once=True, log=lambda line: None)
+    store = HostStore(directory / DB)
+    assert seen == [first, second] and store.submission(second).state == "scored"
+    assert (store.submission(first).state, store.submission(first).reason) == (
+        "failed", "the host could not evaluate it (its operator has the traceback)")
