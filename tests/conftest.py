@@ -8,8 +8,11 @@ a test that asks for it must be marked slow.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 # Read when `model_organisms.stacked` is imported: a few small models on an empty compiled-code cache train faster
@@ -36,6 +39,26 @@ def session_cache(factory: pytest.TempPathFactory) -> Path:
     path = Path(os.environ.get("DAB_TEST_CACHE_DIR") or shared / "dab-cache")
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture
+def browse() -> Callable[..., str]:
+    """A real headless browser (Debian's chromium): run it with these arguments, get its output."""
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (Debian: apt-get install chromium)")
+
+    def run(*args: str) -> str:
+        with tempfile.TemporaryDirectory() as profile:
+            done = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *args], capture_output=True,
+                                  text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout
+    return run
 
 
 @pytest.fixture(scope="session")

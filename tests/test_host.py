@@ -30,7 +30,6 @@ from benchmark.records import CatalogRef, DetectorInfo, Metric, Prediction, RunR
 from leaderboard.host_app import MIN_PUBLISHED, HostLimits, make_app
 from leaderboard.host_store import HostStore, QuotaExceeded
 from model_organisms.catalog import Catalog, CatalogError
-from tests.test_site import CHROMIUM, browse
 
 DETECTOR = b"""
 from benchmark.api import AccessTier, Track
@@ -176,8 +175,7 @@ def test_only_rounded_aggregates_over_enough_organisms_are_published(host: Host)
     assert not any(key in rows[0] for key in ("run_id", "predictions", "source_sha256"))
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian: apt-get install chromium)")
-def test_the_page_shows_a_new_submission_in_a_browser(host: Host, tmp_path: Path) -> None:
+def test_the_page_shows_a_new_submission_in_a_browser(host: Host, tmp_path: Path, browse) -> None:
     path = tmp_path / "coin.py"
     path.write_bytes(DETECTOR)
     submission = remote.submit(host.url, host.store.add_token("ada"), path, dab_version())

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import tempfile
 import threading
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,9 +20,6 @@ from leaderboard.tables import fmt
 from leaderboard.store import ResultStore
 from model_organisms.catalog import Catalog
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 @pytest.fixture(scope="module")
@@ -44,14 +37,6 @@ def served(micro_catalog: Catalog, tmp_path_factory: pytest.TempPathFactory):
     server.shutdown()
 
 
-def browse(*args: str) -> str:
-    with tempfile.TemporaryDirectory() as profile:
-        done = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *args], capture_output=True,
-                              text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout
-
-
 def test_the_json_api_serves_rows_and_records(served) -> None:
     url, records, _ = served
     rows = json.load(urllib.request.urlopen(f"{url}/api/leaderboard"))
@@ -63,8 +48,7 @@ def test_the_json_api_serves_rows_and_records(served) -> None:
     assert missing.value.code == 404
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian: apt-get install chromium)")
-def test_the_page_loads_in_a_browser_with_the_right_rows(served) -> None:
+def test_the_page_loads_in_a_browser_with_the_right_rows(served, browse) -> None:
     url, records, root = served
     dom = browse("--dump-dom", f"{url}/index.html")
     assert "<h2 id=\"audit-black_box\">" in dom
