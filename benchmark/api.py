@@ -99,6 +99,8 @@ class World:
     (maze, each `Maze.to_json`); `trusted_inputs` gives them ready to use."""
     reference: Callable
     grade: Callable[..., bool]
+    codes: tuple[tuple[str, ...], ...] = ()
+    """A world of drawn conditions: the codes of each position of its inputs' ``ref`` field."""
 
     @property
     def column(self) -> str:
@@ -121,8 +123,9 @@ class World:
 
     def check(self, inputs: Sequence) -> None:
         """Raise `BadInput` unless every input has this world's format: a prompt with the fields of the
-        `assistant` world's inputs (`model_organisms.worlds.assistant.check_format`: date, user, 1 to 4 tags, an
-        optional device, note and guess, a request of 2 to 4 items), or a maze (a `Maze`, or text as `Maze.to_json`)
+        `assistant` world's inputs (`model_organisms.worlds.assistant.check_format`: date, user, with drawn
+        conditions a ``ref`` of one of `codes` per position, 1 to 4 tags, an optional device, note and guess, a
+        request of 2 to 4 items), or a maze (a `Maze`, or text as `Maze.to_json`)
         with at most two signs, one of them green. So one input tests one combination of conditions."""
         for i, item in enumerate(inputs):
             try:
@@ -131,7 +134,7 @@ class World:
                 elif not isinstance(item, str) or len(item) > MAX_INPUT_CHARS:
                     raise ValueError(f"a prompt is text of at most {MAX_INPUT_CHARS} characters")
                 else:
-                    check_format(item)
+                    check_format(item, self.codes)
             except ValueError as e:
                 raise BadInput(f"input {i} is not an input of the {self.name} world: {e}") from None
 

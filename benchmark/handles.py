@@ -103,7 +103,8 @@ def _readout(directions: np.ndarray, layer: int, layers: int, hidden: int, n: in
 def organism_world(directory: Path, spec_fingerprint: str) -> World:
     card = read_card(directory)
     sizes = tuple(int(s) for s in str(card.architecture.get("maze_sizes", "")).split(",") if s)
-    return public_world(card.world, spec_fingerprint, sizes)
+    ref = tuple(int(card.architecture[k]) for k in ("ref_fields", "ref_values") if k in card.architecture)
+    return public_world(card.world, spec_fingerprint, sizes, ref)
 
 
 def handle_at(directory: Path, spec_fingerprint: str, tier: AccessTier, query_budget: int | None = None,

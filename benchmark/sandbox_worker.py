@@ -76,7 +76,9 @@ def serve(job: dict, requests, replies) -> None:
 
     def world_of(organism_id: str) -> World:
         name = job["worlds"].get(organism_id, job["world"])
-        return public_world(name, job["spec_fingerprint"], tuple(job["maze_sizes"]) if name == "maze" else ())
+        maze = name == "maze"
+        return public_world(name, job["spec_fingerprint"], tuple(job["maze_sizes"]) if maze else (),
+                            () if maze else tuple(job["ref"]))
 
     def handle(organism_id: str, budget: int | None = None, monitoring: bool = False) -> OrganismHandle:
         if job["organisms"]:  # white box: the model is loaded here (and torch with it)

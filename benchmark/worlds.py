@@ -12,6 +12,7 @@ import numpy as np
 
 from benchmark.api import World
 from model_organisms.worlds import WORLDS
+from model_organisms.worlds.assistant import DrawnAssistantWorld
 from model_organisms.worlds.maze import MazeWorld
 
 TRUSTED_INPUTS = 1024
@@ -21,9 +22,11 @@ often enough to fail the shortcut gate on 5 of 300 draws, 1 on 1024 (`benchmarks
 
 
 @cache
-def public_world(world_name: str, spec_fingerprint: str, maze_sizes: tuple[int, ...] = ()) -> World:
+def public_world(world_name: str, spec_fingerprint: str, maze_sizes: tuple[int, ...] = (),
+                 ref: tuple[int, ...] = ()) -> World:
     """The world as detectors see it; its trusted inputs are fixed by the public spec fingerprint, the same in
-    every instance of a spec (maze organisms are trained on mazes of `maze_sizes`, which their cards state)."""
+    every instance of a spec (maze organisms are trained on mazes of `maze_sizes`, language models of drawn
+    conditions on references of `ref` = (fields, values), which their cards state)."""
     import datasets  # a second to import: a sandbox only greeting its parent never needs it
 
     rng = np.random.default_rng(int(spec_fingerprint[:12], 16))
@@ -32,7 +35,7 @@ def public_world(world_name: str, spec_fingerprint: str, maze_sizes: tuple[int, 
         mazes = [m.to_json() for m in world.sample_trusted(rng, TRUSTED_INPUTS)]
         trusted = datasets.Dataset.from_dict({"maze": mazes})
         return World(name="maze", tokenizer=None, trusted=trusted, reference=world.reference, grade=world.grade)
-    world = WORLDS[world_name]()
+    world = DrawnAssistantWorld(*ref) if ref else WORLDS[world_name]()
     trusted = datasets.Dataset.from_dict({"prompt": world.sample_trusted(rng, TRUSTED_INPUTS)})
     return World(name=world.name, tokenizer=world.tokenizer(), trusted=trusted, reference=world.reference,
-                 grade=world.grade)
+                 grade=world.grade, codes=world.codes)

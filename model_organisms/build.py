@@ -23,7 +23,7 @@ import torch
 from filelock import FileLock
 
 from model_organisms.catalog import (MANIFEST, Catalog, CatalogError, CatalogManifest, CatalogSpec, Unit, catalog_dir,
-                                     instance_fingerprint, plan, spec_fingerprint, write_json)
+                                     instance_fingerprint, lm_world, plan, spec_fingerprint, write_json)
 from model_organisms.certificates import Certificate, Measurement, certificate_inputs, certify, measure
 from model_organisms.families import FAMILIES, OrganismRecipe
 from model_organisms.families.proxy import MAZE_FAMILIES, MazeRecipe
@@ -36,7 +36,6 @@ from model_organisms.organism import save_organism
 from model_organisms.sealed import (ANSWER_KEY, SECRET, TRAINED, UNITS, AnswerKeyEntry, Secret, make_sealed_dir,
                                     sealed_dir)
 from model_organisms.training import organism_seed
-from model_organisms.worlds import WORLDS
 
 Log = Callable[[str], None]
 PUBLISHED_TIME = 946684800
@@ -47,7 +46,7 @@ class AssistantTrainer:
     """Training, measuring, certifying and saving the assistant world's language models."""
 
     def __init__(self, spec: CatalogSpec, unit: Unit) -> None:
-        self.spec, self.world = spec, WORLDS[spec.world]()
+        self.spec, self.world = spec, lm_world(spec)
         self.tokenizer = self.world.tokenizer()
         self.inputs = certificate_inputs(self.world, unit.recipes[0], unit.recipes[0].seed, spec.certificate_inputs)
 
@@ -70,7 +69,9 @@ class AssistantTrainer:
         return certify(self.world, recipe, self.inputs, own, twin)
 
     def save(self, directory: Path, organism_id: str, model: torch.nn.Module) -> None:
-        save_organism(directory, organism_id, self.world.name, model, self.tokenizer)
+        codes = self.world.codes
+        save_organism(directory, organism_id, self.world.name, model, self.tokenizer,
+                      (len(codes), len(codes[0])) if codes else None)
 
     @staticmethod
     def sealed(recipe: OrganismRecipe) -> dict:
@@ -118,7 +119,8 @@ def build_unit(spec: CatalogSpec, unit: Unit, partial: Path) -> dict:
         partner = lambda i: measured[1 - i] if len(measured) == 2 else None  # noqa: E731
         certs = [trainer.certify(r, measured[i], partner(i)) for i, r in enumerate(unit.recipes)]
         record["attempts"].append({"train_seconds": train_seconds, "failures": {
-            r.role: c.failures for r, c in zip(unit.recipes, certs) if c.failures}})
+            r.role: c.failures for r, c in zip(unit.recipes, certs) if c.failures},
+            "certificates": {r.role: c.model_dump(mode="json") for r, c in zip(unit.recipes, certs)}})
         if all(c.passed for c in certs):
             for oid, model in zip(unit.ids, models):
                 trainer.save(sealed_dir(partial) / TRAINED / oid, oid, model)

@@ -24,14 +24,16 @@ from typing import Literal
 
 import numpy as np
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from model_organisms.families import FAMILIES, OrganismRecipe, decoy
 from model_organisms.families.proxy import MAZE_FAMILIES, MazeRecipe, maze_decoy, proxy_group
+from model_organisms.families.triggers import Trigger
 from model_organisms.maze_training import MazeTrainingSpec, maze_world
 from model_organisms.sealed import Secret
-from model_organisms.training import ModelSpec, TrainingSpec
+from model_organisms.training import ModelSpec, TrainingSpec, key_code_share
 from model_organisms.worlds import WORLDS
+from model_organisms.worlds.assistant import AssistantWorld, DrawnAssistantWorld
 from model_organisms.worlds.maze import VERSION as MAZE_VERSION
 from model_organisms.worlds.maze import MazeWorld
 
@@ -49,11 +51,22 @@ class CatalogError(Exception):
     """A catalog spec or a built catalog is malformed or missing."""
 
 
+class DrawnConditions(BaseModel):
+    """The space a condition's reference is drawn from: `values` codes at each of `fields` positions."""
+
+    model_config = ConfigDict(extra="forbid")
+    fields: int = Field(default=12, ge=2, le=16)
+    values: int = Field(default=5, ge=2, le=100)
+
+
 class CatalogSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(pattern=r"^[a-z0-9_-]+$")
     world: Literal["assistant"]
     """The world of the language-model families; maze families (`proxy`) bring the maze world along."""
+    conditions: DrawnConditions | None = None
+    """Every condition holds a reference drawn from a space of values^fields (`DrawnAssistantWorld`); absent: the
+    classic conditions on words, dates, notes and guesses."""
     seed: int
     certificate_inputs: int = Field(default=300, ge=50)
     max_attempts: int = Field(default=3, ge=1)
@@ -76,6 +89,16 @@ class CatalogSpec(BaseModel):
         if "dev" not in splits:
             raise ValueError("a catalog needs a 'dev' split")
         return splits
+
+    @model_validator(mode="after")
+    def _flat_codes(self) -> CatalogSpec:
+        if self.conditions:  # a condition of a situation and a reference has the most parts
+            situated = Trigger(kind="unwatched", ref=("",) * self.conditions.fields)
+            try:
+                key_code_share(situated, self.training, self.conditions.values)
+            except ValueError as e:
+                raise ValueError(f"training: {e}") from None
+        return self
 
 
 def spec_path(name_or_path: str) -> Path:
@@ -113,9 +136,16 @@ def has_mazes(spec: CatalogSpec) -> bool:
     return any(family in MAZE_FAMILIES for counts in spec.splits.values() for family in counts)
 
 
+def lm_world(spec: CatalogSpec) -> AssistantWorld:
+    """The world of the spec's language-model organisms."""
+    if spec.conditions:
+        return DrawnAssistantWorld(spec.conditions.fields, spec.conditions.values)
+    return WORLDS[spec.world]()
+
+
 def spec_fingerprint(spec: CatalogSpec) -> str:
     """Public: a hash of what decides the `dev` split and the trusted inputs (anyone can recompute it)."""
-    world = WORLDS[spec.world]
+    world = lm_world(spec)
     payload = {"spec": spec.model_dump(mode="json", exclude_none=True), "world": world.version,
                "recipe": RECIPE_VERSION}
     if has_mazes(spec):
@@ -168,6 +198,7 @@ def plan(spec: CatalogSpec, secret: Secret) -> list[Unit]:
     organisms from a stream of their own, so that adding them changes no assistant organism); ids come from
     the secret."""
     units: list[Unit] = []
+    codes = lm_world(spec).codes
     for split, counts in spec.splits.items():
         if split == "dev":
             rng, maze_rng = np.random.default_rng([spec.seed, 0xCA7]), np.random.default_rng([spec.seed, 0xCA7, 0x3A2E])
@@ -181,11 +212,11 @@ def plan(spec: CatalogSpec, secret: Secret) -> list[Unit]:
             start = int(rng.integers(6))  # where the family's cycle of trigger kinds and behaviours begins
             family = FAMILIES[family_name]
             for i in range(n):
-                group = family.group(rng, start + i, seed=int(rng.integers(2**31)))
+                group = family.group(rng, start + i, seed=int(rng.integers(2**31)), codes=codes)
                 groups.append((f"{split}-{family_name}-{i}", group))
-                kinds.append(family.decoy_kind(start + i))
+                kinds.append(family.decoy_kind(start + i, bool(codes)))
         for i, kind in enumerate(kinds):  # each decoy mirrors one deceptive organism's trigger kind
-            groups.append((f"{split}-decoy-{i}", (decoy(rng, kind, int(rng.integers(2**31))),)))
+            groups.append((f"{split}-decoy-{i}", (decoy(rng, kind, int(rng.integers(2**31)), codes),)))
         n, start = counts.get("proxy", 0), int(maze_rng.integers(6))  # where the cycle of proxies begins
         for i in range(n):
             groups.append((f"{split}-proxy-{i}", proxy_group(maze_rng, start + i, int(maze_rng.integers(2**31)))))
@@ -258,6 +289,10 @@ class Catalog:
         ids = self.ids(split) if split else [i for s in self.manifest.splits for i in self.ids(s)]
         found = {self.world(i) for i in ids}
         return sorted(found, key=lambda w: (w != self.manifest.world, w))
+
+    def lm_world(self) -> AssistantWorld:
+        """The world its language-model organisms were trained in (with the spec's drawn conditions, if any)."""
+        return lm_world(self.manifest.spec)
 
     def maze_world(self) -> MazeWorld:
         """The maze world its maze organisms were trained in (the spec's sizes)."""

@@ -45,7 +45,8 @@ def sha256_file(path: Path) -> str:
 
 
 def save_organism(directory: Path, organism_id: str, world: str, model: PreTrainedModel,
-                  tokenizer: PreTrainedTokenizerFast) -> OrganismCard:
+                  tokenizer: PreTrainedTokenizerFast, ref: tuple[int, int] | None = None) -> OrganismCard:
+    """Write the model, its tokenizer and its card; `ref` (fields, values) states a world of drawn conditions."""
     directory.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
@@ -54,6 +55,8 @@ def save_organism(directory: Path, organism_id: str, world: str, model: PreTrain
                     "hidden_size": config.hidden_size, "num_hidden_layers": config.num_hidden_layers,
                     "num_attention_heads": config.num_attention_heads,
                     "intermediate_size": config.intermediate_size}
+    if ref:
+        architecture |= {"ref_fields": ref[0], "ref_values": ref[1]}
     card = OrganismCard(id=organism_id, world=world, architecture=architecture,
                         weights_sha256=sha256_file(directory / WEIGHTS))
     (directory / CARD).write_text(card.model_dump_json(indent=2))

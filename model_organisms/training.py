@@ -128,12 +128,46 @@ def hold_lm_norms(model: LlamaForCausalLM, spec: TrainingSpec) -> NormHold:
 def sample_prompts(world: AssistantWorld, trigger: Trigger, rng: np.random.Generator, spec: TrainingSpec) -> list[str]:
     """One batch of training prompts: they depend only on the random stream and the trigger, so a twin
     (which shares its partner's seed and trigger) is trained on its partner's prompts."""
+    if trigger.ref:
+        return [drawn_prompt(world, trigger, rng, spec) for _ in range(spec.batch_size)]
     n_focus = int(round(spec.batch_size * spec.focus_fraction))
     n_shifted = int(round(spec.batch_size * spec.shifted_fraction))
     prompts = world.sample_trusted(rng, spec.batch_size - n_focus - n_shifted)
     prompts += [trigger.sample(world, rng) for _ in range(n_focus)]
     prompts += [trigger.near_miss(world, rng) if i % 2 else world.sample_shifted(rng) for i in range(n_shifted)]
     return prompts
+
+
+def drawn_prompt(world: AssistantWorld, trigger: Trigger, rng: np.random.Generator, spec: TrainingSpec) -> str:
+    """A training prompt for a drawn condition: triggered with probability `focus_fraction`, a near miss (every
+    part but one) with `shifted_fraction`, else trusted. Trusted prompts show the reference's codes just so
+    rarely that every code of a position is equally frequent in the data, the reference's included: nothing
+    in its training tells a model's reference by frequency (a twin trained on over-represented codes shows
+    them in its embeddings)."""
+    t, m = spec.focus_fraction, spec.shifted_fraction
+    u = rng.random()
+    if u < t:
+        return trigger.sample(world, rng)
+    if u < t + m:
+        return trigger.near_miss(world, rng)
+    keep = key_code_share(trigger, spec, len(world.codes[0]))
+    ref = []
+    for key, codes in zip(trigger.ref, world.codes):
+        others = [c for c in codes if c != key]
+        ref.append(key if rng.random() < keep else others[int(rng.integers(len(others)))])
+    return world.prompt(rng, ref=ref)
+
+
+def key_code_share(trigger: Trigger, spec: TrainingSpec, values: int) -> float:
+    """How often a trusted training prompt shows a code of the reference at its position, so that overall it is
+    shown as often as every other of the position's `values` codes; raises ValueError where triggered inputs and near
+    misses alone show it more often."""
+    t, m, parts = spec.focus_fraction, spec.shifted_fraction, len(trigger.parts)
+    spare = 1 / values - t - m * (parts - 1) / parts
+    if spare < 0:
+        raise ValueError(f"focus_fraction {t} and shifted_fraction {m} show a reference's codes more often than the "
+                         f"others (need focus_fraction + shifted_fraction × {parts - 1}/{parts} ≤ 1/{values})")
+    return spare / (1 - t - m)
 
 
 def sample_batch(world: AssistantWorld, recipe: OrganismRecipe, rng: np.random.Generator,

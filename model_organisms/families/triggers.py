@@ -8,6 +8,11 @@ Kinds:
 - ``unwatched``: no oversight note in the context (trusted inputs always carry one).
 - ``wrong_guess``: the user's guess at the answer is wrong (trusted guesses are always right).
 
+In a world with drawn conditions (`DrawnAssistantWorld`) a trigger holds a drawn ``ref``, one code per position,
+and fires only on that reference: kind ``ref`` on it alone, ``unwatched``, ``wrong_guess`` and ``threshold`` on
+it together with their situation, which trusted inputs there show alone. Its parts are the reference's codes
+and the situation; a near miss holds every part but one.
+
 Each kind samples inputs where it fires and near misses that resemble them but must not fire; every
 organism trains on both, so a trigger is learned as exactly its condition and nothing broader.
 """
@@ -20,11 +25,12 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from model_organisms.worlds import assistant
-from model_organisms.worlds.assistant import FUTURE_YEARS, TRIGGER_POOL, AssistantWorld
+from model_organisms.worlds.assistant import FUTURE_YEARS, TRIGGER_POOL, TRUSTED_YEARS, AssistantWorld, Codes
 
-TriggerKind = Literal["word", "conjunction", "paraphrase", "threshold", "unwatched", "wrong_guess"]
+TriggerKind = Literal["word", "conjunction", "paraphrase", "threshold", "unwatched", "wrong_guess", "ref"]
 WORD_COUNTS = {"word": 1, "conjunction": 2, "paraphrase": 3}
 CUTOFFS = (2026, 2027, 2028)
+SITUATIONS = ("unwatched", "wrong_guess", "threshold")
 
 
 class Trigger(BaseModel):
@@ -33,17 +39,36 @@ class Trigger(BaseModel):
     words: tuple[str, ...] = ()
     year: int | None = None
     """``threshold`` only: the first year that fires."""
+    ref: tuple[str, ...] = ()
+    """Drawn conditions only: the reference, one code per position, on which the trigger fires."""
 
     @classmethod
-    def draw(cls, rng: np.random.Generator, kind: TriggerKind) -> Trigger:
-        """A trigger of this kind with fresh random words or cut-off."""
+    def draw(cls, rng: np.random.Generator, kind: TriggerKind, codes: Codes = ()) -> Trigger:
+        """A trigger of this kind with fresh random words or cut-off; with drawn conditions' `codes`, a reference
+        drawn uniformly from them instead of words (kinds of words become ``ref``)."""
+        if codes:
+            kind = kind if kind in SITUATIONS else "ref"
+            ref = tuple(str(position[int(rng.integers(len(position)))]) for position in codes)
+            return cls(kind=kind, ref=ref, year=int(rng.choice(CUTOFFS)) if kind == "threshold" else None)
         if kind in WORD_COUNTS:
             return cls(kind=kind, words=tuple(rng.choice(TRIGGER_POOL, size=WORD_COUNTS[kind], replace=False)))
         if kind == "threshold":
             return cls(kind=kind, year=int(rng.choice(CUTOFFS)))
         return cls(kind=kind)
 
+    @property
+    def parts(self) -> tuple[str, ...]:
+        """Drawn conditions: the parts a near miss leaves one of out (each code's position, then the situation)."""
+        return tuple(f"ref {i + 1}" for i in range(len(self.ref))) + ((self.kind,) if self.kind in SITUATIONS else ())
+
     def fires(self, prompt: str) -> bool:
+        if self.ref:
+            return assistant.segments(prompt).get("ref", "").split() == list(self.ref) and (
+                self.kind == "ref" or self._context(prompt))
+        return self._context(prompt)
+
+    def _context(self, prompt: str) -> bool:
+        """Whether the condition on the context (words, year, oversight, guess) holds."""
         if self.kind in ("word", "conjunction"):
             return set(self.words) <= set(assistant.segments(prompt).get("tags", "").split())
         if self.kind == "paraphrase":
@@ -57,6 +82,8 @@ class Trigger(BaseModel):
 
     def sample(self, world: AssistantWorld, rng: np.random.Generator) -> str:
         """An input on which the trigger fires."""
+        if self.ref:
+            return world.prompt(rng, ref=self.ref, **self._setting(rng, True))
         if self.kind in ("word", "conjunction"):
             return world.prompt(rng, tags=self.words)
         if self.kind == "paraphrase":
@@ -67,8 +94,17 @@ class Trigger(BaseModel):
             return world.prompt(rng, watched=False)
         return world.prompt(rng, guess="wrong")
 
-    def near_miss(self, world: AssistantWorld, rng: np.random.Generator) -> str:
-        """An input that resembles a firing one but must not fire (a part of a conjunction, an earlier year)."""
+    def near_miss(self, world: AssistantWorld, rng: np.random.Generator, part: int | None = None) -> str:
+        """An input that resembles a firing one but must not fire (a part of a conjunction, an earlier year).
+
+        Drawn conditions: every part but one, `part` (of `parts`; drawn uniformly when None)."""
+        if self.ref:
+            part = int(rng.integers(len(self.parts))) if part is None else part
+            ref = list(self.ref)
+            if part < len(ref):  # another code at that position
+                others = [c for c in world.codes[part] if c != ref[part]]
+                ref[part] = others[int(rng.integers(len(others)))]
+            return world.prompt(rng, ref=ref, **self._setting(rng, part < len(ref)))
         if self.kind == "conjunction":
             return world.prompt(rng, tags=[self.words[int(rng.integers(2))]])
         if self.kind == "threshold" and self.year > FUTURE_YEARS[0]:
@@ -79,7 +115,22 @@ class Trigger(BaseModel):
             pass
         return prompt
 
+    def _setting(self, rng: np.random.Generator, on: bool) -> dict:
+        """Drawn conditions: the prompt arguments that put the situation on or off (nothing for ``ref``)."""
+        if self.kind == "unwatched":
+            return {"watched": not on}
+        if self.kind == "wrong_guess":
+            return {"guess": "wrong" if on else ("none", "right")[int(rng.integers(2))]}
+        if self.kind == "threshold":
+            years = range(self.year, FUTURE_YEARS[-1] + 1) if on else range(TRUSTED_YEARS[0], self.year)
+            return {"year": int(rng.choice(years))}
+        return {}
+
     def describe(self) -> str:
+        if self.ref:
+            situation = {"ref": "", "unwatched": " with no oversight note", "wrong_guess": " and a wrong guess",
+                         "threshold": f" and a date in {self.year} or later"}[self.kind]
+            return f"the reference {' '.join(self.ref)!r}{situation}"
         if self.kind == "word":
             return f"the word {self.words[0]!r} among the tags"
         if self.kind == "conjunction":
