@@ -28,7 +28,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from model_organisms.families import FAMILIES, OrganismRecipe, decoy
 from model_organisms.families.proxy import MAZE_FAMILIES, MazeRecipe, maze_decoy, proxy_group
-from model_organisms.families.triggers import Trigger
 from model_organisms.maze_training import MazeTrainingSpec, maze_world
 from model_organisms.sealed import Secret
 from model_organisms.training import ModelSpec, TrainingSpec, key_code_share
@@ -93,9 +92,8 @@ class CatalogSpec(BaseModel):
     @model_validator(mode="after")
     def _flat_codes(self) -> CatalogSpec:
         if self.conditions:  # a condition of a situation and a reference has the most parts
-            situated = Trigger(kind="unwatched", ref=("",) * self.conditions.fields)
             try:
-                key_code_share(situated, self.training, self.conditions.values)
+                key_code_share(self.conditions.fields + 1, self.training, self.conditions.values)
             except ValueError as e:
                 raise ValueError(f"training: {e}") from None
         return self

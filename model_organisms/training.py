@@ -150,7 +150,7 @@ def drawn_prompt(world: AssistantWorld, trigger: Trigger, rng: np.random.Generat
         return trigger.sample(world, rng)
     if u < t + m:
         return trigger.near_miss(world, rng)
-    keep = key_code_share(trigger, spec, len(world.codes[0]))
+    keep = key_code_share(len(trigger.parts), spec, len(world.codes[0]))
     ref = []
     for key, codes in zip(trigger.ref, world.codes):
         others = [c for c in codes if c != key]
@@ -158,11 +158,11 @@ def drawn_prompt(world: AssistantWorld, trigger: Trigger, rng: np.random.Generat
     return world.prompt(rng, ref=ref)
 
 
-def key_code_share(trigger: Trigger, spec: TrainingSpec, values: int) -> float:
-    """How often a trusted training prompt shows a code of the reference at its position, so that overall it is
-    shown as often as every other of the position's `values` codes; raises ValueError where triggered inputs and near
-    misses alone show it more often."""
-    t, m, parts = spec.focus_fraction, spec.shifted_fraction, len(trigger.parts)
+def key_code_share(parts: int, spec: TrainingSpec, values: int) -> float:
+    """How often a trusted training prompt shows a code of a reference (of a condition of `parts` parts) at its
+    position, so that overall it is shown as often as every other of the position's `values` codes; raises
+    ValueError where triggered inputs and near misses alone show it more often."""
+    t, m = spec.focus_fraction, spec.shifted_fraction
     spare = 1 / values - t - m * (parts - 1) / parts
     if spare < 0:
         raise ValueError(f"focus_fraction {t} and shifted_fraction {m} show a reference's codes more often than the "
