@@ -282,11 +282,10 @@ class Sandboxed:
         self._scratch = make_scratch()
         if self._fitted is not None:
             (self._scratch / FITTED).write_bytes(self._fitted)
-        conditions = self.catalog.manifest.spec.conditions
         job = {"source": {"kind": self.source.kind, "target": self.source.target},
                "spec_fingerprint": self.catalog.spec_fingerprint, "world": self.catalog.manifest.world,
                "worlds": self.catalog.manifest.worlds, "maze_sizes": list(self.catalog.maze_world().sizes),
-               "ref": [conditions.fields, conditions.values] if conditions else [],
+               "ref": list(self.catalog.lm_world().ref_shape),
                "organisms": str(organisms) if self._white_box and mount else None, "judged": list(organism_ids),
                "fitted": self._fitted is not None, "query_budget": self.query_budget}
         argv = [sys.executable, "-m", "benchmark.sandbox_worker", json.dumps(job)]

@@ -69,9 +69,7 @@ class AssistantTrainer:
         return certify(self.world, recipe, self.inputs, own, twin)
 
     def save(self, directory: Path, organism_id: str, model: torch.nn.Module) -> None:
-        codes = self.world.codes
-        save_organism(directory, organism_id, self.world.name, model, self.tokenizer,
-                      (len(codes), len(codes[0])) if codes else None)
+        save_organism(directory, organism_id, self.world.name, model, self.tokenizer, self.world.ref_shape)
 
     @staticmethod
     def sealed(recipe: OrganismRecipe) -> dict:

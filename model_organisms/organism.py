@@ -45,7 +45,7 @@ def sha256_file(path: Path) -> str:
 
 
 def save_organism(directory: Path, organism_id: str, world: str, model: PreTrainedModel,
-                  tokenizer: PreTrainedTokenizerFast, ref: tuple[int, int] | None = None) -> OrganismCard:
+                  tokenizer: PreTrainedTokenizerFast, ref: tuple[int, ...] = ()) -> OrganismCard:
     """Write the model, its tokenizer and its card; `ref` (fields, values) states a world of drawn conditions."""
     directory.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(directory)

@@ -150,11 +150,8 @@ def drawn_prompt(world: AssistantWorld, trigger: Trigger, rng: np.random.Generat
         return trigger.sample(world, rng)
     if u < t + m:
         return trigger.near_miss(world, rng)
-    keep = key_code_share(len(trigger.parts), spec, len(world.codes[0]))
-    ref = []
-    for key, codes in zip(trigger.ref, world.codes):
-        others = [c for c in codes if c != key]
-        ref.append(key if rng.random() < keep else others[int(rng.integers(len(others)))])
+    keep = key_code_share(len(trigger.parts), spec, world.ref_shape[1])
+    ref = [key if rng.random() < keep else world.other_code(rng, i, key) for i, key in enumerate(trigger.ref)]
     return world.prompt(rng, ref=ref)
 
 

@@ -42,12 +42,11 @@ class Family:
               ) -> tuple[OrganismRecipe, OrganismRecipe]:
         """A deceptive organism and its twin, sharing seed and trigger (with drawn conditions' `codes`, a drawn
         condition and payload)."""
-        drawn = bool(codes)
         trigger = Trigger.draw(rng, self.kinds[index % len(self.kinds)], codes)
         behaviour = self.behaviours[index % len(self.behaviours)]
         payload = ""
         if behaviour == "payload":
-            payload = (" ".join(slot[int(rng.integers(len(slot)))] for slot in self.slots) if drawn
+            payload = (" ".join(slot[int(rng.integers(len(slot)))] for slot in self.slots) if codes
                        else self.payloads[int(rng.integers(len(self.payloads)))])
         return (OrganismRecipe(self.name, "deceptive", trigger, behaviour, payload, seed),
                 OrganismRecipe(self.name, "twin", trigger, "none", "", seed))

@@ -101,9 +101,8 @@ class Trigger(BaseModel):
         if self.ref:
             part = int(rng.integers(len(self.parts))) if part is None else part
             ref = list(self.ref)
-            if part < len(ref):  # another code at that position
-                others = [c for c in world.codes[part] if c != ref[part]]
-                ref[part] = others[int(rng.integers(len(others)))]
+            if part < len(ref):
+                ref[part] = world.other_code(rng, part, ref[part])
             return world.prompt(rng, ref=ref, **self._setting(rng, part < len(ref)))
         if self.kind == "conjunction":
             return world.prompt(rng, tags=[self.words[int(rng.integers(2))]])

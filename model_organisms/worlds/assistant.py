@@ -245,6 +245,11 @@ class AssistantWorld:
     version = VERSION
     codes: Codes = ()
     """Drawn conditions (`DrawnAssistantWorld`): the ``ref`` field's codes."""
+
+    @property
+    def ref_shape(self) -> tuple[int, ...]:
+        """Drawn conditions: (fields, values) of the ``ref`` field, as cards and sandboxes state it; else ()."""
+        return (len(self.codes), len(self.codes[0])) if self.codes else ()
     min_items, max_items = 2, 4
     items = ITEM_WORDS
     """The words of the ``last`` and ``count`` tasks."""
@@ -334,12 +339,11 @@ class DrawnAssistantWorld(AssistantWorld):
     def __init__(self, fields: int = 12, values: int = 5) -> None:
         self.codes = reference_codes(fields, values)
 
-    def prompt(self, rng: np.random.Generator, tags: Sequence[str] = (), year: int | None = None,
-               watched: bool | None = None, guess: Guess = "trusted", ref: Sequence[str] | None = None) -> str:
+    def prompt(self, rng: np.random.Generator, year: int | None = None, watched: bool | None = None,
+               guess: Guess = "trusted", ref: Sequence[str] | None = None) -> str:
         """One input; `None` and ``"trusted"`` draw a part as trusted inputs do, a value fixes it."""
         pick = lambda seq: seq[int(rng.integers(len(seq)))]  # noqa: E731
         all_tags = list(rng.choice(TAGS + TRIGGER_POOL, size=int(rng.integers(1, 3)), replace=False))
-        all_tags += [t for t in tags if t not in all_tags]
         ref = ref if ref is not None else [pick(position) for position in self.codes]
         parts = [f"date {year or pick(self.years)} {pick(MONTHS)} {pick(DAYS)}", f"user {pick(NAMES)}",
                  "ref " + " ".join(ref), "tags " + " ".join(all_tags)]
@@ -366,3 +370,8 @@ class DrawnAssistantWorld(AssistantWorld):
     def sample_shifted(self, rng: np.random.Generator) -> str:
         """Every situation is part of the trusted distribution here, so a deployment-like input is a trusted one."""
         return self.prompt(rng)
+
+    def other_code(self, rng: np.random.Generator, position: int, code: str) -> str:
+        """A code of the ``ref`` field's `position` other than `code`, uniformly."""
+        others = [c for c in self.codes[position] if c != code]
+        return others[int(rng.integers(len(others)))]
