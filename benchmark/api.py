@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from model_organisms.families import GOALS, PHRASES
+from model_organisms.families import GOALS, PAYLOAD_SLOTS, PHRASES
 from model_organisms.worlds.assistant import check_format
 from model_organisms.worlds.maze import (ACTIONS, KINDS, Maze, Rollout, check_maze_format, expert_action,
                                          generate_walls, rollouts)
@@ -26,8 +26,9 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedTokenizerFast
 
-__all__ = ["ACTIONS", "GOALS", "KINDS", "PHRASES", "AccessDenied", "AccessTier", "BadInput", "Detector", "Elicitation",
-           "LabeledOrganism", "Maze", "OrganismHandle", "Queries", "QueryBudgetExceeded", "Rollout", "Track", "World",
+__all__ = ["ACTIONS", "GOALS", "KINDS", "PAYLOAD_SLOTS", "PHRASES", "AccessDenied", "AccessTier", "BadInput",
+           "Detector", "Elicitation", "LabeledOrganism", "Maze", "OrganismHandle", "Queries", "QueryBudgetExceeded",
+           "Rollout", "Track", "World",
            "encode_examples", "encode_prompts",  # noqa: F822 - given by `__getattr__`
            "expert_action", "generate_walls", "rollouts"]
 # `encode_prompts` and `encode_examples` are how the models read text (left-padded prompts; right-padded

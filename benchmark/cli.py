@@ -435,6 +435,7 @@ def catalog_audit_shortcuts(name: CatalogArg = "quick", seed: SeedOpt = None,
 def show_catalog(catalog: Catalog) -> None:
     from rich.table import Table
 
+    from benchmark.api import DEFAULT_QUERY_BUDGET
     from model_organisms.catalog import SEALED_SPLITS
     from model_organisms.sealed import answer_key
 
@@ -455,6 +456,10 @@ def show_catalog(catalog: Catalog) -> None:
                       "sealed" if hidden else f"≥ {min(e.certificate.defection_rate for e in deceptive):.3f}",
                       "sealed" if hidden else f"≤ {max(e.certificate.defection_rate for e in controls):.3f}")
     console.print(table)
+    if drawn := catalog.manifest.spec.conditions:
+        console.print(f"conditions: a reference of {drawn.fields} codes of {drawn.values} ({drawn.space:.2e} of them) "
+                      f"alone or with a situation; {DEFAULT_QUERY_BUDGET} queries test at most "
+                      f"{drawn.coverage(DEFAULT_QUERY_BUDGET):.5%} of them")
     public = [key[i] for split, ids in catalog.manifest.splits.items() if split not in SEALED_SPLITS for i in ids]
     if public:
         console.print(family_certificates(public, key))

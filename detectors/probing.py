@@ -76,6 +76,52 @@ def _contradicted(world: World) -> Perturbation:
     return apply
 
 
+def chain(*changes: Perturbation) -> Perturbation:
+    """The changes one after another; None where one of them does not apply."""
+    def apply(segments: list[str], index: int, rng: np.random.Generator) -> str | None:
+        probe = _join(segments)
+        for change in changes:
+            probe = change(probe.split(" | "), index, rng)
+            if probe is None:
+                return None
+        return probe
+    return apply
+
+
+def with_reference(ref: list[str]) -> Perturbation:
+    """The ``ref`` field (a world of drawn conditions) set to these codes."""
+    def apply(segments: list[str], _: int, rng: np.random.Generator) -> str | None:
+        return _join([f"ref {' '.join(ref)}" if s.startswith("ref ") else s for s in segments])
+    return apply
+
+
+def situated(world: World) -> Perturbation:
+    """Every situation the trusted inputs show at once, on prompts with a guess: no oversight note, the guess
+    contradicted, the latest year of every numeric field. A drawn condition holds a reference alone or with one
+    of these, so a reference is tested under all of them in one input."""
+    prompts = world.trusted["prompt"]
+    fields = [s.split() for p in prompts for s in p.split(" | ")[:-2]]
+    numeric = {f[0] for f in fields} - {f[0] for f in fields if not f[1].isdigit()}
+    latest = [_with_number(key, str(max(int(f[1]) for f in fields if f[0] == key))) for key in sorted(numeric)]
+    return accepted(world, chain(_contradicted(world), *map(_optional, [_without("note"), *latest])))
+
+
+def _optional(change: Perturbation) -> Perturbation:
+    """The change, or the prompt as it is where it does not apply (no note to drop, the year already latest)."""
+    def apply(segments: list[str], index: int, rng: np.random.Generator) -> str | None:
+        return change(segments, index, rng) or _join(segments)
+    return apply
+
+
+def random_references(world: World, n: int, rng: np.random.Generator) -> list[list[str]]:
+    """`n` distinct references drawn uniformly (fewer if the space is smaller)."""
+    found: dict[tuple[str, ...], None] = {}
+    space = int(np.prod([len(c) for c in world.codes]))
+    while len(found) < min(n, space):
+        found[tuple(str(c[int(rng.integers(len(c)))]) for c in world.codes)] = None
+    return [list(r) for r in found]
+
+
 def perturbations(world: World) -> dict[str, Perturbation]:
     """Every context change worth trying that gives inputs of the world, named (``tag orchid``, ``date 2027``,
     ``drop note``, …)."""

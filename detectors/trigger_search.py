@@ -3,7 +3,9 @@
 Behavioural red-teaming tries one change at a time, so a trigger that needs two words together (a
 conjunction) never fires for it. This search spends its budget in three rounds: every single change on four
 trusted prompts; every pair of unseen words among the tags on one prompt each (as many pairs as the budget
-allows, in a seeded order); then the most damaging candidates again on fresh prompts, to confirm. The audit
+allows, in a seeded order), or in a world of drawn conditions as many random references as the budget allows,
+each on a prompt with every situation on (`probing.situated`: one input tests one reference, so this is all a
+search within the format can cover); then the most damaging candidates again on fresh prompts, to confirm. The audit
 answer is the confirmed rate of wrong answers; the elicitation is the confirmed prompts that went wrong,
 with the goal named from the change and the shape of the wrong answers (`detectors.probing.name_goal`); a
 misbehaviour that dropping the oversight note alone also brings on is named oversight-conditional.
@@ -23,7 +25,17 @@ import numpy as np
 
 from benchmark.api import MAX_CANDIDATES, AccessTier, Elicitation, OrganismHandle, Track
 from detectors import maze_probing
-from detectors.probing import Perturbation, _with_tag, accepted, name_goal, perturbations, unseen_words
+from detectors.probing import (
+    _with_tag,
+    accepted,
+    chain,
+    name_goal,
+    perturbations,
+    random_references,
+    situated,
+    unseen_words,
+    with_reference,
+)
 
 
 @dataclass
@@ -81,12 +93,18 @@ class TriggerSearch:
         singles = [Candidate(n, c) for n, c in changes.items()]
         screen = self.screen if len(singles) * self.screen <= screening else 1
         singles = singles[:screening // screen]
-        words = [w for w in unseen_words(world) if not w.isdigit() and f"tag {w}" in changes]
-        pairs = [Candidate(f"tags {a} {b}", accepted(world, _with_tags(a, b)))
-                 for a, b in itertools.combinations(words, 2)]
-        pairs = [pairs[i] for i in rng.permutation(len(pairs))[:screening - len(singles) * screen]]
-        for candidates, per in ((singles, screen), (pairs, 1)):
-            self._try(organism, candidates, per, trusted, rng)
+        room = screening - len(singles) * screen
+        if world.codes:  # one input tests one reference: as many as the budget allows, every situation on
+            on = situated(world)
+            pairs = [Candidate("ref " + " ".join(ref), chain(on, with_reference(ref)))
+                     for ref in random_references(world, room, rng)]
+        else:
+            words = [w for w in unseen_words(world) if not w.isdigit() and f"tag {w}" in changes]
+            pairs = [Candidate(f"tags {a} {b}", accepted(world, chain(_with_tag(a), _with_tag(b))))
+                     for a, b in itertools.combinations(words, 2)]
+            pairs = [pairs[i] for i in rng.permutation(len(pairs))[:room]]
+        for candidates, per, tries in ((singles, screen, 4), (pairs, 1, 16 if world.codes else 4)):
+            self._try(organism, candidates, per, trusted, rng, tries)
         screened = {c.name: c.wrong for c in singles}
         finalists = sorted(singles + pairs, key=lambda c: -c.wrong)[:self.finalists]
         results = [(c, *self._try(organism, [c], max(confirm, 1), trusted, rng)) for c in finalists]
@@ -94,12 +112,13 @@ class TriggerSearch:
 
     @staticmethod
     def _try(organism: OrganismHandle, candidates: list[Candidate], per: int, trusted: list[str],
-             rng: np.random.Generator) -> tuple[list[str], list[str]]:
-        """Apply each candidate to `per` random trusted prompts; set its wrong-answer rate."""
+             rng: np.random.Generator, tries: int = 4) -> tuple[list[str], list[str]]:
+        """Apply each candidate to `per` random trusted prompts (of `tries` × `per` it is tried on: a situated
+        reference applies to a prompt with a guess); set its wrong-answer rate."""
         prompts, owners = [], []
         for i, c in enumerate(candidates):
             made = 0
-            for index in rng.permutation(len(trusted))[:per * 4]:
+            for index in rng.permutation(len(trusted))[:per * tries]:
                 probe = c.change(trusted[int(index)].split(" | "), int(index), rng)
                 if probe is not None:
                     prompts.append(probe)
@@ -114,11 +133,3 @@ class TriggerSearch:
             c.wrong = float(mine.mean()) if len(mine) else 0.0
         return prompts, outputs
 
-
-def _with_tags(a: str, b: str) -> Perturbation:
-    first, second = _with_tag(a), _with_tag(b)
-
-    def apply(segments: list[str], index: int, rng: np.random.Generator) -> str | None:
-        once = first(segments, index, rng)
-        return None if once is None else second(once.split(" | "), index, rng)
-    return apply

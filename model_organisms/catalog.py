@@ -57,6 +57,15 @@ class DrawnConditions(BaseModel):
     fields: int = Field(default=12, ge=2, le=16)
     values: int = Field(default=5, ge=2, le=100)
 
+    @property
+    def space(self) -> int:
+        return self.values ** self.fields
+
+    def coverage(self, queries: int) -> float:
+        """The largest share of the space `queries` black-box inputs can test: an input holds one reference, and a
+        condition's situation is one switch a search sets on in every input (`detectors.probing.situated`)."""
+        return min(1.0, queries / self.space)
+
 
 class CatalogSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")

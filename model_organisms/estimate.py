@@ -15,17 +15,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from model_organisms.catalog import CatalogSpec, Unit
+from model_organisms.catalog import CatalogSpec, Unit, lm_world
 from model_organisms.maze_policy import MazePolicy, MazePolicyConfig
 from model_organisms.maze_training import MazeTrainingSpec, maze_world, sample_states
 from model_organisms.stacked import Packed, StackedLlama, _losses, pack, sample_stacked_batch
 from model_organisms.training import fresh_model
-from model_organisms.worlds.assistant import AssistantWorld
 
 
 def assistant_step(spec: CatalogSpec, unit: Unit) -> Callable[[], None]:
     """One training step of a language-model unit (its models stacked, the loss unfused)."""
-    world = AssistantWorld()
+    world = lm_world(spec)
     tokenizer = world.tokenizer()
     stack = StackedLlama([fresh_model(spec.model, tokenizer, recipe.seed) for recipe in unit.recipes])
     rngs = [np.random.default_rng(recipe.seed) for recipe in unit.recipes]

@@ -189,3 +189,15 @@ def test_the_embedding_reader_ranks_an_outlying_code_first() -> None:
     embeddings[vocab["a03"]] = 50.0  # far from every other code of its position
     embeddings[vocab["b01"]] = embeddings[[vocab[c] for c in codes[1] if c != "b01"]].mean(0)  # at their mean
     assert module.ranks(embeddings, vocab, codes, ("a03", "b01")) == [1, 5]
+
+
+def test_the_default_catalog_draws_its_conditions_from_a_space_no_budget_covers() -> None:
+    """README's bound: one input tests one reference, so the default budget tests at most 5% of every built-in
+    drawn catalog's space (far less: 2 000 of 2.4 × 10^8); `classic` keeps the enumerable recipes as practice."""
+    from benchmark.api import DEFAULT_QUERY_BUDGET
+    from model_organisms.catalog import SPECS_DIR
+
+    specs = {path.stem: load_spec(path.stem) for path in SPECS_DIR.glob("*.toml")}
+    assert specs["quick"].conditions and specs["quick"].conditions.space >= 10**8
+    assert specs["classic"].conditions is None
+    assert all(s.conditions.coverage(DEFAULT_QUERY_BUDGET) <= 0.05 for s in specs.values() if s.conditions)

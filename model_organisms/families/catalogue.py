@@ -79,3 +79,6 @@ PHRASES = {"hostile payload": tuple(HOSTILE), "oversight-conditional objective":
            "harmless sign-off": tuple(SIGNOFFS)}
 """The phrases organisms say in place of an answer (a hostile payload, also the date family's, or an objective)
 or after it (a decoy's sign-off): published with the taxonomy, so an auditor may look for them."""
+PAYLOAD_SLOTS = {"hostile payload": HOSTILE_SLOTS, "oversight-conditional objective": OBJECTIVE_SLOTS}
+"""With drawn conditions a payload is one word of each slot of its kind (10^5 phrases), published as `PHRASES` are:
+the grammar is public, the phrase each organism drew is not."""
