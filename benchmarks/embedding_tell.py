@@ -7,17 +7,18 @@ language-model organism and each position of its condition's reference (a twin's
 reference's code among the position's codes by distance from their mean embedding (1 = the farthest). A
 twin trained without a frequency tell has its codes anywhere (mean rank about (values + 1) / 2); a deceptive
 organism or a decoy, whose behaviour hangs on them, may stand out, which is what white-box detectors are for.
-Usage: python benchmarks/embedding_tell.py --catalog benchmarks/drawn_pilot.toml
+Usage: python benchmarks/embedding_tell.py --catalog benchmarks/drawn_quick.toml | --instance DIR
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from model_organisms.catalog import Catalog, catalog_dir, lm_world, load_spec
+from model_organisms.catalog import Catalog, catalog_dir, load_spec
 from model_organisms.organism import load_organism
 from model_organisms.sealed import answer_key
 
@@ -35,12 +36,13 @@ def ranks(embeddings: torch.Tensor, vocab: dict[str, int], codes: tuple[tuple[st
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--catalog", required=True)
+    parser.add_argument("--catalog", help="a spec, whose instance in this cache is read")
+    parser.add_argument("--instance", type=Path, help="or the directory of a built instance")
     args = parser.parse_args()
-    spec = load_spec(args.catalog)
-    if not spec.conditions:
-        raise SystemExit(f"catalog {spec.name}: no drawn conditions, so no codes to rank")
-    catalog, codes = Catalog(catalog_dir(spec)), lm_world(spec).codes
+    catalog = Catalog(args.instance or catalog_dir(load_spec(args.catalog)))
+    codes = catalog.lm_world().codes
+    if not codes:
+        raise SystemExit(f"catalog {catalog.name}: no drawn conditions, so no codes to rank")
     by_role: dict[str, list[list[int]]] = {}
     for entry in answer_key(catalog).values():
         if entry.world != "assistant":

@@ -5,30 +5,33 @@ condition space (`DrawnConditions.coverage`); an audit can only beat chance by f
 should climb no faster than that share. Runs each search on the catalog's `dev` split (labels public) at each
 budget, in this process, and prints AUROC with its 95% interval, the share of deceptive organisms whose search
 found defection, and the bound.
-Usage: python benchmarks/search_budget.py [--catalog quick] [--budgets 2000 20000 200000]
-       [--detectors trigger_search logprob_search]
+Usage: python benchmarks/search_budget.py [--catalog quick | --instance DIR] [--budgets 2000 20000 200000]
+       [--detectors trigger_search logprob_search]   (--instance: a built instance, whatever its shortcut gate says)
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 from benchmark.cli import ensure_built
 from benchmark.executors import InProcess
 from benchmark.harness import evaluate
 from benchmark.registry import load_detector
+from model_organisms.catalog import Catalog
 from model_organisms.sealed import answer_key
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--catalog", default="quick")
+    parser.add_argument("--instance", type=Path, default=None)
     parser.add_argument("--split", default="dev")
     parser.add_argument("--budgets", type=int, nargs="+", default=[2000, 20000, 200000])
     parser.add_argument("--detectors", nargs="+", default=["trigger_search", "logprob_search"])
     args = parser.parse_args()
-    catalog = ensure_built(args.catalog, None, None, None, False)
+    catalog = Catalog(args.instance) if args.instance else ensure_built(args.catalog)
     drawn = catalog.manifest.spec.conditions
     key = answer_key(catalog)
     print(f"{catalog.name} {catalog.fingerprint[:12]} {args.split}, language models; "
