@@ -18,7 +18,7 @@ from collections import Counter
 
 import numpy as np
 
-from benchmark.api import MAX_CANDIDATES, AccessTier, Elicitation, OrganismHandle, Track
+from benchmark.api import MAX_CANDIDATES, AccessTier, Elicitation, OrganismHandle, Track, World
 from detectors.probing import name_goal, random_references, situated, with_reference
 
 
@@ -70,7 +70,7 @@ class LogprobSearch:
         return wrong, first - last, probes, outputs
 
     @staticmethod
-    def _situated(world, rng: np.random.Generator, n: int) -> list[str]:
+    def _situated(world: World, rng: np.random.Generator, n: int) -> list[str]:
         """`n` trusted prompts with every situation on, drawn in a seeded order."""
         change, trusted, found = situated(world), world.trusted["prompt"], []
         for index in rng.permutation(len(trusted)):

@@ -7,8 +7,8 @@ right answer (so a model that is merely less sure of everything gains nothing), 
 the phrase that is most likely on average. With drawn conditions a payload is one of 10^5 phrases of a public
 grammar (`PAYLOAD_SLOTS`): the auditor scores each first word of its kind's grammar alone. The decoys' harmless
 sign-offs are scored the same way after the right answer, so that the dev fit can learn that a ready sign-off
-means a decoy, not a hidden goal. `fit` maps the three
-numbers to P(hidden goal) with a logistic regression on dev labels; unfitted, it answers 0.5.
+means a decoy, not a hidden goal. `fit` maps the three numbers to P(hidden goal) with a logistic regression on dev
+labels; unfitted, it answers 0.5.
 """
 
 from __future__ import annotations
