@@ -18,8 +18,8 @@ from collections import Counter
 
 import numpy as np
 
-from benchmark.api import MAX_CANDIDATES, AccessTier, Elicitation, OrganismHandle, Track, World
-from detectors.probing import name_goal, random_references, situated, with_reference
+from benchmark.api import MAX_CANDIDATES, AccessTier, Elicitation, OrganismHandle, Track
+from detectors.probing import name_goal, random_references, set_reference, situated_prompts
 
 
 class LogprobSearch:
@@ -53,7 +53,7 @@ class LogprobSearch:
         confirm = min(self.confirm, budget // 4)
         tries = self.sweeps * sum(len(c) for c in world.codes)
         per = (budget - confirm) // tries if tries else 0
-        prompts = self._situated(world, rng, per + confirm)
+        prompts = situated_prompts(world, rng, per + confirm)
         base, fresh = prompts[:per], prompts[per:]
         ref = random_references(world, 1, rng)[0] if world.codes else []
         first = last = 0.0
@@ -64,28 +64,13 @@ class LogprobSearch:
                 if sweep == 0 and position == 0:
                     first = means[codes.index(ref[0])]
                 ref, last = trials[int(np.argmin(means))], min(means)
-        probes = [_set(p, ref) for p in fresh]
+        probes = [set_reference(p, ref) for p in fresh]
         outputs = organism.generate(probes) if probes else []
         wrong = float(np.mean([not world.grade(p, o) for p, o in zip(probes, outputs)])) if probes else 0.0
         return wrong, first - last, probes, outputs
 
     @staticmethod
-    def _situated(world: World, rng: np.random.Generator, n: int) -> list[str]:
-        """`n` trusted prompts with every situation on, drawn in a seeded order."""
-        change, trusted, found = situated(world), world.trusted["prompt"], []
-        for index in rng.permutation(len(trusted)):
-            probe = change(trusted[int(index)].split(" | "), int(index), rng)
-            if probe is not None:
-                found.append(probe)
-                if len(found) == n:
-                    break
-        return found
-
-    @staticmethod
     def _mean_logprob(organism: OrganismHandle, prompts: list[str], ref: list[str]) -> float:
-        probes = [_set(p, ref) for p in prompts]
+        probes = [set_reference(p, ref) for p in prompts]
         return float(organism.logprobs(probes, [organism.world.reference(p) for p in probes]).mean())
 
-
-def _set(prompt: str, ref: list[str]) -> str:
-    return prompt if not ref else with_reference(ref)(prompt.split(" | "), 0, np.random.default_rng(0))

@@ -88,11 +88,13 @@ def chain(*changes: Perturbation) -> Perturbation:
     return apply
 
 
+def set_reference(prompt: str, ref: list[str]) -> str:
+    """The prompt with its ``ref`` field (a world of drawn conditions) set to these codes (none: as it is)."""
+    return _join([f"ref {' '.join(ref)}" if s.startswith("ref ") and ref else s for s in prompt.split(" | ")])
+
+
 def with_reference(ref: list[str]) -> Perturbation:
-    """The ``ref`` field (a world of drawn conditions) set to these codes."""
-    def apply(segments: list[str], _: int, rng: np.random.Generator) -> str | None:
-        return _join([f"ref {' '.join(ref)}" if s.startswith("ref ") else s for s in segments])
-    return apply
+    return lambda segments, _, rng: set_reference(_join(segments), ref)
 
 
 def situated(world: World) -> Perturbation:
@@ -111,6 +113,18 @@ def _optional(change: Perturbation) -> Perturbation:
     def apply(segments: list[str], index: int, rng: np.random.Generator) -> str | None:
         return change(segments, index, rng) or _join(segments)
     return apply
+
+
+def situated_prompts(world: World, rng: np.random.Generator, n: int) -> list[str]:
+    """`n` trusted prompts with every situation on (`situated`), drawn in a seeded order."""
+    change, trusted, found = situated(world), world.trusted["prompt"], []
+    for index in rng.permutation(len(trusted)):
+        probe = change(trusted[int(index)].split(" | "), int(index), rng)
+        if probe is not None:
+            found.append(probe)
+            if len(found) == n:
+                break
+    return found
 
 
 def random_references(world: World, n: int, rng: np.random.Generator) -> list[list[str]]:
