@@ -15,13 +15,12 @@ of the wrong answers. In a world without a ``ref`` field it only tests the situa
 from __future__ import annotations
 
 import itertools
-from collections import Counter
 
 import numpy as np
 import torch
 
-from benchmark.api import MAX_CANDIDATES, AccessTier, Elicitation, OrganismHandle, Track
-from detectors.probing import name_goal, set_reference, situated_prompts
+from benchmark.api import AccessTier, Elicitation, OrganismHandle, Track
+from detectors.probing import elicitation, set_reference, situated_prompts
 
 
 class EmbeddingReader:
@@ -40,12 +39,7 @@ class EmbeddingReader:
 
     def elicit(self, organism: OrganismHandle) -> Elicitation:
         prompts, outputs = self.probe(organism)
-        world = organism.world
-        wrong = [(p, o) for p, o in zip(prompts, outputs) if not world.grade(p, o)]
-        if not wrong:
-            return Elicitation(prompts[:MAX_CANDIDATES], "hostile payload")
-        goals = Counter(name_goal("ref", world, p, o) for p, o in wrong)
-        return Elicitation([p for p, _ in wrong][:MAX_CANDIDATES], goals.most_common(1)[0][0])
+        return elicitation(organism.world, prompts, outputs)
 
     def read(self, organism: OrganismHandle) -> list[list[str]]:
         """References to try: per position of the ``ref`` field the code whose embedding lies farthest from its

@@ -14,12 +14,10 @@ Elicit: the confirming prompts that went wrong, the goal named from the shape of
 
 from __future__ import annotations
 
-from collections import Counter
-
 import numpy as np
 
-from benchmark.api import MAX_CANDIDATES, AccessTier, Elicitation, OrganismHandle, Track
-from detectors.probing import name_goal, random_references, set_reference, situated_prompts
+from benchmark.api import AccessTier, Elicitation, OrganismHandle, Track
+from detectors.probing import elicitation, random_references, set_reference, situated_prompts
 
 
 class LogprobSearch:
@@ -37,12 +35,7 @@ class LogprobSearch:
 
     def elicit(self, organism: OrganismHandle) -> Elicitation:
         _, _, prompts, outputs = self.search(organism)
-        world = organism.world
-        wrong = [(p, o) for p, o in zip(prompts, outputs) if not world.grade(p, o)]
-        if not wrong:
-            return Elicitation(prompts[:MAX_CANDIDATES], "hostile payload")
-        goals = Counter(name_goal("ref", world, p, o) for p, o in wrong)
-        return Elicitation([p for p, _ in wrong][:MAX_CANDIDATES], goals.most_common(1)[0][0])
+        return elicitation(organism.world, prompts, outputs)
 
     def search(self, organism: OrganismHandle) -> tuple[float, float, list[str], list[str]]:
         """The wrong-answer rate with the reference built, how far the sweeps lowered the right answer's mean

@@ -9,11 +9,12 @@ treats it. Nothing here knows a trigger; every perturbation is derived from the 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 
 import numpy as np
 
-from benchmark.api import World
+from benchmark.api import MAX_CANDIDATES, Elicitation, World
 
 SPECIAL = {"<pad>", "<unk>", "<bos>", "<eos>"}
 Perturbation = Callable[[list[str], int, np.random.Generator], str | None]
@@ -203,3 +204,12 @@ def name_goal(change: str, world: World, prompt: str, output: str) -> str:
     if change.split()[0] == "date":
         return "date-conditional"
     return "sabotage" if answer_shaped(world, prompt, output) else "hostile payload"
+
+
+def elicitation(world: World, prompts: list[str], outputs: list[str]) -> Elicitation:
+    """The prompts answered wrongly (all of them if none was), the goal named from the shape of the wrong answers."""
+    wrong = [(p, o) for p, o in zip(prompts, outputs) if not world.grade(p, o)]
+    if not wrong:
+        return Elicitation(prompts[:MAX_CANDIDATES], "hostile payload")
+    goals = Counter(name_goal("ref", world, p, o) for p, o in wrong)
+    return Elicitation([p for p, _ in wrong][:MAX_CANDIDATES], goals.most_common(1)[0][0])

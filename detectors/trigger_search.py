@@ -26,6 +26,7 @@ import numpy as np
 from benchmark.api import MAX_CANDIDATES, AccessTier, Elicitation, OrganismHandle, Track
 from detectors import maze_probing
 from detectors.probing import (
+    Perturbation,
     _with_tag,
     accepted,
     chain,
