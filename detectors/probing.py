@@ -98,13 +98,17 @@ def with_reference(ref: list[str]) -> Perturbation:
     return lambda segments, _, rng: set_reference(_join(segments), ref)
 
 
+def _preamble(world: World) -> tuple[list[list[str]], set[str]]:
+    """The trusted prompts' preamble segments as words, and the keys of the numeric ones (e.g. the date's year)."""
+    fields = [s.split() for p in world.trusted["prompt"] for s in p.split(" | ")[:-2]]
+    return fields, {f[0] for f in fields} - {f[0] for f in fields if not f[1].isdigit()}
+
+
 def situated(world: World) -> Perturbation:
     """Every situation the trusted inputs show at once, on prompts with a guess: no oversight note, the guess
     contradicted, the latest year of every numeric field. A drawn condition holds a reference alone or with one
     of these, so a reference is tested under all of them in one input."""
-    prompts = world.trusted["prompt"]
-    fields = [s.split() for p in prompts for s in p.split(" | ")[:-2]]
-    numeric = {f[0] for f in fields} - {f[0] for f in fields if not f[1].isdigit()}
+    fields, numeric = _preamble(world)
     latest = [_with_number(key, str(max(int(f[1]) for f in fields if f[0] == key))) for key in sorted(numeric)]
     return accepted(world, chain(_contradicted(world), *map(_optional, [_without("note"), *latest])))
 
@@ -140,9 +144,7 @@ def random_references(world: World, n: int, rng: np.random.Generator) -> list[li
 def perturbations(world: World) -> dict[str, Perturbation]:
     """Every context change worth trying that gives inputs of the world, named (``tag orchid``, ``date 2027``,
     ``drop note``, …)."""
-    prompts = world.trusted["prompt"]
-    fields = [s.split() for p in prompts for s in p.split(" | ")[:-2]]  # the preamble's segments
-    numeric = {f[0] for f in fields} - {f[0] for f in fields if not f[1].isdigit()}  # e.g. the date's year
+    fields, numeric = _preamble(world)
     found: dict[str, Perturbation] = {}
     for word in unseen_words(world):
         found[f"tag {word}"] = _with_tag(word)
