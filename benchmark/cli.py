@@ -519,11 +519,27 @@ def _submit_remote(detector: str, host: str, token: str | None) -> None:
         path = Path(detector)
         if not token:
             raise RemoteError("submitting to a host needs --token (or $DAB_TOKEN)")
-        if path.suffix != ".py" or not path.is_file():
-            raise RemoteError(f"{detector}: a host takes one detector .py file")
+        if path.suffix not in (".py", ".whl") or not path.is_file():
+            raise RemoteError(f"{detector}: a host takes one detector .py file or a pure-Python wheel (.whl; no sdist, "
+                              "since building one runs code)")
         submission = submit(host, token, path, dab_version())
         console.print(f"submitted {path.name} to {host}: submission {submission} (follow it: dab status {submission} "
                       f"--to {host})")
+
+
+@app.command()
+def pull(url: Annotated[str, typer.Argument(help="a dab host's URL (https://host)")],
+         sha256: Annotated[str, typer.Option(help="the bundle's sha256, as the host's operator gave it out of band")]
+         ) -> None:
+    """Download a host's public bundle (its catalog's dev organisms and labels) into this cache, checked against
+    the hash, so that `dab evaluate` works on it with no build."""
+    from benchmark.remote import pull
+
+    with user_errors():
+        catalog = pull(url, sha256, dab_version())
+        console.print(f"pulled {catalog.name} {catalog.fingerprint[:12]} (dev: {len(catalog.ids('dev'))} organisms) "
+                      f"into {catalog.directory}; next: dab evaluate my_detector.py --catalog {catalog.name}",
+                      highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -571,10 +587,12 @@ def host_init(directory: HostDirOpt = Path("dab-host"),
     from benchmark import host
 
     with user_errors():
-        config = host.init(directory, ensure_built(catalog), upload_bytes=upload_bytes, per_day=per_day,
-                           disk_bytes=disk_bytes, query_budget=query_budget)
+        config = host.init(directory, ensure_built(catalog), dab_version(), upload_bytes=upload_bytes,
+                           per_day=per_day, disk_bytes=disk_bytes, query_budget=query_budget)
         console.print(f"{directory} hosts {config.catalog} {config.fingerprint[:12]}; add a token with "
-                      f"`dab host token add NAME --dir {directory}`")
+                      f"`dab host token add NAME --dir {directory}`. Give researchers this line out of band (on a "
+                      f"page of yours that TLS protects) for its dev split:\n"
+                      f"dab pull URL --sha256 {config.bundle_sha256}", highlight=False, soft_wrap=True)
 
 
 @token_app.command("add")
@@ -633,7 +651,7 @@ def host_serve(directory: HostDirOpt = Path("dab-host"),
 
     import uvicorn
 
-    from benchmark.host import DB, UPLOADS, HostConfig
+    from benchmark.host import BUNDLE, DB, UPLOADS, HostConfig
     from leaderboard.host_app import make_app
     from leaderboard.host_store import HostStore
 
@@ -642,7 +660,8 @@ def host_serve(directory: HostDirOpt = Path("dab-host"),
         worker = subprocess.Popen([sys.executable, "-m", "benchmark.cli", "host", "work", "--dir", str(directory)],
                                   preexec_fn=_die_with_parent)
         try:
-            app_ = make_app(HostStore(directory / DB), directory / UPLOADS, config.limits, dab_version())
+            app_ = make_app(HostStore(directory / DB), directory / UPLOADS, config.limits, dab_version(),
+                            directory / BUNDLE)
             uvicorn.run(app_, host=bind, port=port, log_level="warning")
         finally:
             worker.terminate()

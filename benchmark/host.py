@@ -22,14 +22,18 @@ from benchmark.harness import catalog_ref, evaluate, planned_runs
 from benchmark.limits import Limits
 from benchmark.registry import UnknownDetector, resolve
 from benchmark.sandbox import Sandboxed, SandboxError
+from benchmark.wheels import BadWheel, unpack
 from leaderboard.host_app import HostLimits
 from leaderboard.host_store import HostStore, Submission
+from model_organisms.bundle import write_bundle
 from model_organisms.catalog import Catalog, CatalogError, open_catalog
 
 CONFIG = "host.json"
 DB = "results.sqlite"
 UPLOADS = "uploads"
 LOCK = "worker.lock"
+BUNDLE = "bundle.tar.gz"
+"""The catalog's public `dev` bundle (`model_organisms.bundle`), which the web process serves for `dab pull`."""
 
 
 class HostConfig(BaseModel):
@@ -43,6 +47,8 @@ class HostConfig(BaseModel):
     per_day: int = Field(default=HostLimits.per_day, ge=1)
     disk_bytes: int = Field(default=HostLimits.disk_bytes, ge=1)
     query_budget: int = Field(default=DEFAULT_QUERY_BUDGET, ge=1)
+    bundle_sha256: str | None = None
+    """What the operator gives researchers out of band, for `dab pull URL --sha256` (None: no bundle)."""
 
     @property
     def limits(self) -> HostLimits:
@@ -56,12 +62,14 @@ class HostConfig(BaseModel):
         return cls.model_validate_json(path.read_text())
 
 
-def init(directory: Path, catalog: Catalog, **limits: int) -> HostConfig:
-    """Make `directory` a host of this catalog instance (one with sealed `test` and `holdout` splits)."""
+def init(directory: Path, catalog: Catalog, version: str, **limits: int) -> HostConfig:
+    """Make `directory` a host of this catalog instance (one with sealed `test` and `holdout` splits), with the
+    public bundle of its `dev` split."""
     catalog.ids("test"), catalog.ids("holdout")
     directory.mkdir(parents=True, exist_ok=True)
     (directory / UPLOADS).mkdir(exist_ok=True)
-    config = HostConfig(catalog=catalog.name, fingerprint=catalog.fingerprint, **limits)
+    bundle = write_bundle(catalog, directory / BUNDLE, version)
+    config = HostConfig(catalog=catalog.name, fingerprint=catalog.fingerprint, bundle_sha256=bundle, **limits)
     (directory / CONFIG).write_text(config.model_dump_json(indent=2))
     HostStore(directory / DB)
     return config
@@ -85,9 +93,10 @@ def evaluate_submission(store: HostStore, catalog: Catalog, config: HostConfig, 
     (before a kill) is not run again, and one interrupted resumes from its journal."""
     split = submission.split
     try:
-        source = resolve(str(uploads / submission.source / submission.filename))
+        upload = uploads / submission.source / submission.filename
+        source = unpack(upload, upload.parent / "wheel") if upload.suffix == ".whl" else resolve(str(upload))
         first = Sandboxed(source, catalog, limits, query_budget=config.query_budget)  # checks the contract
-    except (UnknownDetector, SandboxError) as e:
+    except (UnknownDetector, SandboxError, BadWheel) as e:
         store.finish(submission.id, "failed", str(e))
         return
     runs = planned_runs(first, catalog, split, set(Track))

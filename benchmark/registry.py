@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import importlib
+import importlib.machinery
 import importlib.util
 import inspect
 import re
@@ -50,16 +51,22 @@ class DetectorSource:
     """``file``, ``module`` or ``entry_point``."""
     target: str
     """The file path, ``module[:Class]``, or entry-point name."""
+    root: str | None = None
+    """A directory searched first for a ``module``'s package (an unpacked wheel), which then holds all its code."""
 
     def _module(self) -> str:
         return self.target.split(":")[0] if self.kind == "module" else _entry_point(self.target).module
+
+    def _find_spec(self, top: str) -> importlib.machinery.ModuleSpec | None:
+        return importlib.machinery.PathFinder.find_spec(top, [self.root]) if self.root else \
+            importlib.util.find_spec(top)
 
     def module_file(self) -> Path:
         """The file defining the detector, found without importing (so without running) any of its code."""
         if self.kind == "file":
             return Path(self.target.split(":")[0]).resolve()
         top, *rest = self._module().split(".")
-        spec = importlib.util.find_spec(top)
+        spec = self._find_spec(top)
         if spec is None or spec.origin is None:
             raise UnknownDetector(f"cannot find detector module {self._module()!r}")
         path = Path(spec.origin)
@@ -74,12 +81,20 @@ class DetectorSource:
         """Files and directories the detector's code lives in (mounted read-only in the sandbox)."""
         if self.kind == "file":
             return [self.module_file()]
+        if self.root:
+            return [Path(self.root)]
         spec = importlib.util.find_spec(self._module().split(".")[0])
         origin = Path(spec.origin) if spec and spec.origin else self.module_file()
         return [origin.parent if origin.name == "__init__.py" else origin]
 
     def sha256(self) -> str:
-        """The same hash `source_sha256` gives the loaded detector, computed from the file alone."""
+        """The same hash `source_sha256` gives the loaded detector, computed from the file alone; of a `root`,
+        every file in it, since any of them may change what runs."""
+        if self.root:
+            digest = hashlib.sha256()
+            for path in sorted(p for p in Path(self.root).rglob("*") if p.is_file()):
+                digest.update(f"{path.relative_to(self.root)}\0".encode() + path.read_bytes() + b"\0")
+            return digest.hexdigest()
         return hashlib.sha256(self.module_file().read_text().encode()).hexdigest()
 
 
@@ -141,6 +156,8 @@ def instantiate(source: DetectorSource) -> Detector:
             spec.loader.exec_module(module)  # type: ignore[union-attr]
             where = target
         else:
+            if source.root and source.root not in sys.path:
+                sys.path.insert(0, source.root)
             try:
                 module = importlib.import_module(target)
             except ImportError as e:

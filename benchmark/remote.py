@@ -1,11 +1,17 @@
-"""A researcher's side of a leaderboard host: submit a detector file, follow it, cancel it (standard library only)."""
+"""A researcher's side of a leaderboard host: pull its public bundle, submit a detector file, follow it, cancel it
+(standard library only)."""
 
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from model_organisms.bundle import install
+from model_organisms.catalog import Catalog
 
 
 class RemoteError(Exception):
@@ -33,6 +39,23 @@ def check_version(host: str, version: str) -> None:
     if theirs.split(".")[:2] != version.split(".")[:2]:
         raise RemoteError(f"{host} runs dab {theirs}, this is dab {version}: install dab "
                           f"{'.'.join(theirs.split('.')[:2])}.x to submit there")
+
+
+def pull(host: str, sha256: str, version: str) -> Catalog:
+    """Download the host's public bundle and install it in this cache, once it matches `sha256` (`bundle.install`
+    checks everything else)."""
+    check_version(host, version)
+    url = f"{host.rstrip('/')}/api/bundle"
+    with tempfile.TemporaryDirectory(prefix="dab-pull-") as tmp:
+        archive = Path(tmp) / "bundle.tar.gz"
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response, archive.open("wb") as f:
+                shutil.copyfileobj(response, f)
+        except urllib.error.HTTPError as e:
+            raise RemoteError(f"{url}: {e.code} {e.reason}") from None
+        except (urllib.error.URLError, OSError) as e:
+            raise RemoteError(f"{url}: cannot download the bundle ({getattr(e, 'reason', e)})") from None
+        return install(archive, sha256)
 
 
 def submit(host: str, token: str, path: Path, version: str) -> str:

@@ -27,6 +27,7 @@ runs are refused rather than run unprotected.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import select
@@ -282,7 +283,7 @@ class Sandboxed:
         self._scratch = make_scratch()
         if self._fitted is not None:
             (self._scratch / FITTED).write_bytes(self._fitted)
-        job = {"source": {"kind": self.source.kind, "target": self.source.target},
+        job = {"source": dataclasses.asdict(self.source),
                "spec_fingerprint": self.catalog.spec_fingerprint, "world": self.catalog.manifest.world,
                "worlds": self.catalog.manifest.worlds, "maze_sizes": list(self.catalog.maze_world().sizes),
                "ref": list(self.catalog.lm_world().ref_shape),

@@ -21,9 +21,10 @@ from pathlib import Path
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from benchmark.wheels import BadWheel, check_wheel
 from leaderboard.host_store import HostStore, QuotaExceeded
 from leaderboard.store import StoreError
 from leaderboard.tables import TRACK_COLUMNS
@@ -47,10 +48,17 @@ class HostLimits:
 
 
 def check_upload(filename: str, data: bytes) -> None:
-    """Raise `Refused` unless `data` is one Python file with a module's name. Nothing is imported or run: the
-    worker's sandbox checks the contract."""
+    """Raise `Refused` unless `data` is one Python file with a module's name, or a pure-Python wheel. Nothing is
+    imported or run: the worker's sandbox checks the contract."""
+    if filename.endswith(".whl"):
+        try:
+            check_wheel(filename, data)
+        except BadWheel as e:
+            raise Refused(str(e)) from None
+        return
     if not FILENAME.fullmatch(filename):
-        raise Refused(f"{filename!r} is not a detector's file name: a module's name ending in .py, no directories")
+        raise Refused(f"{filename!r} is not a detector's file name: a module's name ending in .py, or a wheel "
+                      "(.whl; no sdist, since building one runs code), no directories")
     try:
         ast.parse(data.decode("utf-8"), filename)
     except (UnicodeDecodeError, SyntaxError, ValueError) as e:
@@ -77,8 +85,10 @@ def _rounded(value: float | str | None) -> float | str | None:
     return round(value, 2) if isinstance(value, float) else value
 
 
-def make_app(store: HostStore, uploads: Path, limits: HostLimits, version: str) -> Starlette:
-    """The host's ASGI app over its store and upload directory."""
+def make_app(store: HostStore, uploads: Path, limits: HostLimits, version: str, bundle: Path | None = None
+             ) -> Starlette:
+    """The host's ASGI app over its store and upload directory, serving the catalog's public `bundle` (for
+    `dab pull`) where there is one."""
 
     def token_of(request: Request) -> str | None:
         header = request.headers.get("authorization", "")
@@ -151,6 +161,11 @@ def make_app(store: HostStore, uploads: Path, limits: HostLimits, version: str) 
             return error(404, str(e))
         return JSONResponse(found.public())
 
+    async def public_bundle(request: Request) -> Response:
+        if bundle is None or not bundle.is_file():
+            return error(404, "this host publishes no bundle")
+        return FileResponse(bundle, media_type="application/gzip", filename=bundle.name)
+
     async def leaderboard(request: Request) -> JSONResponse:
         return JSONResponse(await run_in_threadpool(public_runs, store))
 
@@ -160,6 +175,7 @@ def make_app(store: HostStore, uploads: Path, limits: HostLimits, version: str) 
 
     return Starlette(routes=[
         Route("/", page), Route("/api/version", about), Route("/api/leaderboard", leaderboard),
+        Route("/api/bundle", public_bundle),
         Route("/api/submissions", submit, methods=["POST"]), Route("/api/submissions/{id}", status),
         Route("/api/submissions/{id}/cancel", cancel, methods=["POST"])])
 

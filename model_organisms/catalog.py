@@ -108,12 +108,19 @@ class CatalogSpec(BaseModel):
         return self
 
 
+def pulled_spec_path(name: str) -> Path:
+    """Where `dab pull` keeps the spec of a host's catalog that is not built in, so that its name works here."""
+    return cache_root() / "pulled" / f"{name}.json"
+
+
 def spec_path(name_or_path: str) -> Path:
-    """A built-in spec by name (``quick``) or a spec file by path."""
+    """A built-in spec by name (``quick``), a spec file by path, or the spec of a catalog pulled from a host."""
     path = Path(name_or_path)
     if path.suffix == ".toml":
         return path
     builtin = SPECS_DIR / f"{name_or_path}.toml"
+    if not builtin.is_file() and (pulled := pulled_spec_path(name_or_path)).is_file():
+        return pulled
     if not builtin.is_file():
         known = ", ".join(sorted(p.stem for p in SPECS_DIR.glob("*.toml")))
         raise CatalogError(f"unknown catalog {name_or_path!r} (built-in: {known}; or give a path to a .toml spec)")
@@ -124,11 +131,11 @@ def load_spec(name_or_path: str, seed: int | None = None) -> CatalogSpec:
     """Parse and validate a spec; every problem is reported in one line naming the file and field."""
     path = spec_path(name_or_path)
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = json.loads(path.read_text()) if path.suffix == ".json" else tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise CatalogError(f"catalog spec {path}: file not found") from None
-    except tomllib.TOMLDecodeError as e:
-        raise CatalogError(f"catalog spec {path}: not valid TOML: {e}") from None
+    except (tomllib.TOMLDecodeError, ValueError) as e:
+        raise CatalogError(f"catalog spec {path}: not valid {path.suffix[1:].upper() or 'TOML'}: {e}") from None
     if seed is not None:
         raw["seed"] = seed
     try:

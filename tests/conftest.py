@@ -12,7 +12,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 # Read when `model_organisms.stacked` is imported: a few small models on an empty compiled-code cache train faster
@@ -22,6 +25,7 @@ os.environ.setdefault("DAB_COMPILE", "0")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+import uvicorn  # noqa: E402
 from filelock import FileLock, Timeout  # noqa: E402
 
 from model_organisms.build import build_catalog  # noqa: E402
@@ -39,6 +43,27 @@ def session_cache(factory: pytest.TempPathFactory) -> Path:
     path = Path(os.environ.get("DAB_TEST_CACHE_DIR") or shared / "dab-cache")
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@contextmanager
+def serving(app: object) -> Iterator[str]:
+    """A real uvicorn server of an ASGI app on a free port of 127.0.0.1, in a thread; its URL."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join()
+
+
+@pytest.fixture
+def serve() -> Callable[[object], AbstractContextManager[str]]:
+    """`serving`, for tests: `with serve(app) as url: ...`."""
+    return serving
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

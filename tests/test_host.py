@@ -10,7 +10,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -21,7 +20,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import uvicorn
 from filelock import FileLock
 
 from benchmark import remote
@@ -55,18 +53,11 @@ class Host:
 
 
 @pytest.fixture
-def host(tmp_path: Path):
+def host(tmp_path: Path, serve):
     store, uploads = HostStore(tmp_path / "results.sqlite"), tmp_path / "uploads"
     uploads.mkdir()
-    server = uvicorn.Server(uvicorn.Config(make_app(store, uploads, LIMITS, dab_version()), host="127.0.0.1", port=0,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    yield Host(f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}", store, uploads)
-    server.should_exit = True
-    thread.join()
+    with serve(make_app(store, uploads, LIMITS, dab_version())) as url:
+        yield Host(url, store, uploads)
 
 
 def post(url: str, data: bytes, token: str | None = None, filename: str = "coin.py",
@@ -231,7 +222,7 @@ def test_a_killed_host_resumes_and_scores_every_organism_once(killed: str, tiny_
     """kill -9 of the worker, or of the server (whose worker the kernel then stops), mid-evaluation; the next worker
     takes the submission up from its journal."""
     directory = tmp_path / "host"
-    init(directory, tiny_catalog)
+    init(directory, tiny_catalog, dab_version())
     submission = queue(directory, SLOW)
     store = HostStore(directory / DB)
     command = [sys.executable, "-m", "benchmark.cli", "host", "work", "--dir", str(directory)]
@@ -296,7 +287,7 @@ def test_a_submission_reaches_no_host_file_no_key_and_no_other_submission(tiny_c
     """The host's database (tokens), configuration, lock, the catalog's secret and answer key, and another
     submission's file: a white-box detector walking the whole file system finds none of them."""
     directory = tmp_path / "host"
-    init(directory, tiny_catalog)
+    init(directory, tiny_catalog, dab_version())
     queue(directory, DETECTOR)
     snoop = queue(directory, SNOOP, "snoop.py")
     HostStore(directory / DB).add_token("ada")
