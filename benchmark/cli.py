@@ -646,9 +646,32 @@ def host_work(directory: HostDirOpt = Path("dab-host"),
 def host_serve(directory: HostDirOpt = Path("dab-host"),
                bind: Annotated[str, typer.Option(help="address to listen on (put TLS in front: README)")] = "127.0.0.1",
                port: Annotated[int, typer.Option(help="port")] = 8000) -> None:
-    """Serve the host's pages, JSON API and submission endpoints, and run its evaluation worker beside them."""
+    """Serve the host's pages, JSON API and submission endpoints from a confined web process, and run its
+    evaluation worker beside it."""
     import subprocess
 
+    from benchmark.host import HostConfig, confined
+    from benchmark.sandbox import SandboxError, sandbox_unavailable
+
+    with user_errors():
+        HostConfig.read(directory)
+        if reason := sandbox_unavailable():
+            raise SandboxError(f"a host needs its sandbox: {reason}")
+        command = [sys.executable, "-m", "benchmark.cli", "host"]
+        worker = subprocess.Popen([*command, "work", "--dir", str(directory)], preexec_fn=_die_with_parent)
+        web = subprocess.Popen(confined(directory, [*command, "web", "--dir", str(directory), "--bind", bind,
+                                                    "--port", str(port)]), preexec_fn=_die_with_parent)
+        try:
+            web.wait()
+        finally:
+            for process in (web, worker):
+                process.terminate()
+                process.wait()
+
+
+@host_app.command("web", hidden=True)
+def host_web(directory: HostDirOpt = Path("dab-host"), bind: str = "127.0.0.1", port: int = 8000) -> None:
+    """The web process alone (`dab host serve` starts it confined)."""
     import uvicorn
 
     from benchmark.host import BUNDLE, DB, UPLOADS, HostConfig
@@ -657,15 +680,9 @@ def host_serve(directory: HostDirOpt = Path("dab-host"),
 
     with user_errors():
         config = HostConfig.read(directory)
-        worker = subprocess.Popen([sys.executable, "-m", "benchmark.cli", "host", "work", "--dir", str(directory)],
-                                  preexec_fn=_die_with_parent)
-        try:
-            app_ = make_app(HostStore(directory / DB), directory / UPLOADS, config.limits, dab_version(),
-                            directory / BUNDLE)
-            uvicorn.run(app_, host=bind, port=port, log_level="warning")
-        finally:
-            worker.terminate()
-            worker.wait()
+        app_ = make_app(HostStore(directory / DB), directory / UPLOADS, config.limits, dab_version(),
+                        directory / BUNDLE)
+        uvicorn.run(app_, host=bind, port=port, log_level="warning")
 
 
 def _die_with_parent() -> None:

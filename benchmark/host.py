@@ -2,7 +2,8 @@
 evaluates queued submissions on the sealed `test` split of its catalog instance (and on `holdout` when a round
 closes).
 
-The worker is a process of its own: the web process (`leaderboard.host_app`) never reads a catalog. Each
+The worker is a process of its own: the web process (`leaderboard.host_app`) never reads a catalog, and runs
+`confined` where it cannot. Each
 submission runs in the sandbox, organism by organism, journaled in the results database, so a worker killed
 mid-evaluation resumes where it stopped and scores every organism once.
 """
@@ -26,7 +27,7 @@ from benchmark.wheels import BadWheel, unpack
 from leaderboard.host_app import HostLimits
 from leaderboard.host_store import HostStore, Submission
 from model_organisms.bundle import write_bundle
-from model_organisms.catalog import Catalog, CatalogError, open_catalog
+from model_organisms.catalog import Catalog, CatalogError, cache_root, open_catalog
 
 CONFIG = "host.json"
 DB = "results.sqlite"
@@ -73,6 +74,16 @@ def init(directory: Path, catalog: Catalog, version: str, **limits: int) -> Host
     (directory / CONFIG).write_text(config.model_dump_json(indent=2))
     HostStore(directory / DB)
     return config
+
+
+def confined(directory: Path, argv: list[str]) -> list[str]:
+    """`argv` (the web process) in a bubblewrap where the file system is read-only but for the host's directory,
+    the catalog cache (each instance's secret and answer key) and /tmp are empty, and no capability is left: a
+    web process taken over by its input reaches neither the key nor anything outside the host's files."""
+    directory = directory.resolve()
+    return ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+            "--tmpfs", str(cache_root().resolve()), "--bind", str(directory), str(directory), "--unshare-pid",
+            "--unshare-ipc", "--unshare-uts", "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--", *argv]
 
 
 def host_catalog(config: HostConfig) -> Catalog:

@@ -23,8 +23,19 @@ import tempfile
 from pathlib import Path, PurePosixPath
 
 from model_organisms import sealed
-from model_organisms.catalog import (MANIFEST, SPECS_DIR, Catalog, CatalogError, CatalogManifest, catalog_dir,
-                                     load_spec, pulled_spec_path, spec_fingerprint, write_json)
+from model_organisms.catalog import (
+    MANIFEST,
+    SPECS_DIR,
+    Catalog,
+    CatalogError,
+    CatalogManifest,
+    catalog_dir,
+    load_spec,
+    pulled_spec_path,
+    spec_fingerprint,
+    write_json,
+)
+from model_organisms.organism import sha256_file
 from model_organisms.sealed import ANSWER_KEY
 
 BUNDLE_MANIFEST = "bundle.json"
@@ -36,14 +47,6 @@ TOP_FILES = {MANIFEST, ANSWER_KEY, GATE}
 
 class BundleError(CatalogError):
     """A bundle that is refused, in one line naming what is wrong and where."""
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _public_files(catalog: Catalog) -> dict[str, bytes]:

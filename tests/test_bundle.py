@@ -16,8 +16,9 @@ from benchmark.tracks import monitor_stream
 from leaderboard.host_app import HostLimits, make_app
 from leaderboard.host_store import HostStore
 from model_organisms import build
-from model_organisms.bundle import BUNDLE_MANIFEST, BundleError, install, sha256_file, write_bundle
+from model_organisms.bundle import BUNDLE_MANIFEST, BundleError, install, write_bundle
 from model_organisms.catalog import Catalog, open_catalog
+from model_organisms.organism import sha256_file
 from model_organisms.sealed import SEALED, SECRET, answer_key
 
 runner = CliRunner()
