@@ -137,6 +137,10 @@ def _checked(files: dict[str, bytes]) -> CatalogManifest:
         raise BundleError(f"the bundle's {MANIFEST} is not a catalog manifest: {str(e).splitlines()[0]}") from None
     if set(manifest.splits) != {"dev"}:
         raise BundleError(f"the bundle's {MANIFEST} lists splits {sorted(manifest.splits)}; a bundle holds dev alone")
+    if manifest.name != manifest.spec.name:
+        raise BundleError(f"the bundle's {MANIFEST} names catalog {manifest.name!r}, its spec {manifest.spec.name!r}")
+    if {n.split("/")[1] for n in files if n.startswith("organisms/")} != set(manifest.splits["dev"]):
+        raise BundleError(f"the bundle's organisms are not the dev organisms its {MANIFEST} lists")
     if spec_fingerprint(manifest.spec) != manifest.spec_fingerprint:
         raise BundleError(f"catalog {manifest.name}'s world or recipes differ in this dab from the host's (another "
                           f"version, dab {index.get('dab')}?): its public inputs would not match")

@@ -3,7 +3,9 @@ band, evaluates on it with no build, and nothing of a refused bundle reaches the
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import pickle
 import tarfile
 from pathlib import Path
@@ -101,6 +103,17 @@ def keep(tar, files, skip=(), flip=None) -> None:
             add(tar, name, data[:-1] + bytes([data[-1] ^ 1]) if name == flip else data)
 
 
+def renamed(tar, files) -> None:
+    """The manifest names another catalog (a path, to write outside the cache), and `bundle.json` agrees."""
+    manifest = json.loads(files["catalog.json"])
+    manifest["name"] = "../../escape"
+    files["catalog.json"] = json.dumps(manifest).encode()
+    index = json.loads(files[BUNDLE_MANIFEST])
+    index["files"]["catalog.json"] = hashlib.sha256(files["catalog.json"]).hexdigest()
+    files[BUNDLE_MANIFEST] = json.dumps(index).encode()
+    keep(tar, files)
+
+
 PICKLE = pickle.dumps({"weights": [1, 2]}, protocol=4)
 CHANGES = [  # what the refusal says, and the change
     ("lies outside the catalog", lambda tar, f: (keep(tar, f), add(tar, "../escape.json", b"{}"))),
@@ -112,6 +125,7 @@ CHANGES = [  # what the refusal says, and the change
     ("does not match its sha256", lambda tar, f: keep(tar, f, flip=next(n for n in f if n.endswith(".safetensors")))),
     ("is missing", lambda tar, f: keep(tar, f, skip={next(n for n in f if n.endswith(".safetensors"))})),
     ("no valid bundle.json", lambda tar, f: keep(tar, f, skip={BUNDLE_MANIFEST})),
+    ("names catalog '../../escape'", renamed),
 ]
 
 
