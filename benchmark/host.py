@@ -3,9 +3,8 @@ evaluates queued submissions on the sealed `test` split of its catalog instance 
 closes).
 
 The worker is a process of its own: the web process (`leaderboard.host_app`) never reads a catalog, and runs
-`confined` where it cannot. Each
-submission runs in the sandbox, organism by organism, journaled in the results database, so a worker killed
-mid-evaluation resumes where it stopped and scores every organism once.
+`confined` where it cannot. Each submission runs in the sandbox, organism by organism, journaled in the results
+database, so a worker killed mid-evaluation resumes where it stopped and scores every organism once.
 """
 
 from __future__ import annotations
