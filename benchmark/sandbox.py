@@ -1,16 +1,17 @@
 """The sandbox: untrusted detectors run in a separate process that can reach nothing it should not, and say
 nothing but their answers.
 
-Isolation is bubblewrap (Linux namespaces): no network (a private network namespace), a private PID
-namespace, and a root filesystem of an allowlist (`allowlist`): the system's libraries, two files of /etc,
-Python and the project's packages read-only, the detector's own code, the files of the organism being judged
-read-only, and one writable scratch directory. The detector runs as an unprivileged user (`SANDBOX_UID`) in a
-user namespace of its own, with an empty environment of its own. Every organism gets a sandbox of its own, so
-what a detector saw of one organism is gone when it judges the next (as in TrojAI, where each model is judged
-in a fresh container). The answer key and the catalog's secret, the results database, the catalog cache, the
-other organisms, the homes and the host's /etc are never mounted. Resources are limited with cgroups
-(processes, memory) and per-organism budgets of wall time and CPU time that the parent enforces, killing the
-whole sandbox when one is exceeded.
+Isolation is bubblewrap (Linux namespaces): no network (a private network namespace), a private PID namespace, and a
+root filesystem of an allowlist (`allowlist`): the system's libraries, two files of /etc, Python and the project's
+packages read-only, the detector's own code, at the white-box tier the organisms' directory read-only, and one
+writable scratch directory. The detector runs as an unprivileged user (`SANDBOX_UID`) in a user namespace of its
+own, with an empty environment of its own. Every organism gets a process of its own, forked from a warm zygote that
+never ran the detector's code and isolated in fresh namespaces and file systems, where of the organisms only its own
+are left (`benchmark.zygote`); so what a detector saw of one organism is gone when it judges the next (as in TrojAI,
+where each model is judged in a fresh container). The answer key and the catalog's secret, the results database, the
+rest of the catalog cache, the homes and the host's /etc are never mounted. Resources are limited with cgroups
+(processes, memory) and per-organism budgets of wall time and CPU time that the parent enforces, killing the whole
+sandbox when one is exceeded.
 
 A black-box detector gets no organism files at all: its handles send every query to the parent, which
 answers from the model outside the sandbox, only for the organism being asked about (or dev organisms
@@ -68,6 +69,8 @@ MAX_QUERY_PROMPTS = 4096
 MAX_PROMPT_CHARS = 4000
 MAX_NEW_TOKENS = 64
 MAX_DIRECTION_VALUES = MAX_QUERY_PROMPTS * 1024
+MAX_LINE_BYTES = 256 << 20
+"""Longest message a sandboxed process may send (a white-box query of many directions is the largest)."""
 INTERNALS = ("activations", "gradients")
 """What a white-box monitor asks the parent for (the organism's files are not in its sandbox)."""
 
@@ -96,13 +99,13 @@ def sandbox_unavailable() -> str | None:
             return f"cannot create a {controller} cgroup under {base} ({e.strerror}); run as root on cgroup v1"
     scratch = make_scratch()
     try:
-        probe = launch(scratch, [], [sys.executable, "-c", "pass"], stdout=subprocess.DEVNULL,
+        probe = launch(scratch, [], [sys.executable, "-m", "benchmark.zygote"], stdout=subprocess.DEVNULL,
                        stderr=subprocess.PIPE, text=True)
         _, stderr = probe.communicate()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     if probe.returncode != 0:
-        return f"bubblewrap cannot build the sandbox here: {stderr.strip()}"
+        return f"bubblewrap cannot build the sandbox here, or isolate a process in it: {stderr.strip()[-300:]}"
     return None
 
 
@@ -187,8 +190,8 @@ def bwrap_command(scratch: Path, readable: Sequence[Path], argv: Sequence[str], 
     """Two bubblewraps. The outer one runs as root, so it can mount what `allowlist` names wherever it lives
     (under /root, say), and gives the sandbox its own network (none), process, IPC and host-name namespaces. It
     then drops to `SANDBOX_UID` with no capabilities left (`setpriv`), and the inner one puts that user in a user
-    namespace of its own as `INSIDE_UID`, the whole tree read-only but for an empty /tmp and the scratch
-    directory."""
+    namespace of its own as `INSIDE_UID`, the whole tree read-only but for an empty /tmp, the scratch directory
+    and its own /proc (where a fork of the zygote writes its id maps to enter namespaces of its own)."""
     mounts = allowlist(scratch, readable)
     outer = ["bwrap", "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
              "--die-with-parent", "--new-session", "--clearenv", "--proc", "/proc", "--dev", "/dev",
@@ -209,9 +212,9 @@ def bwrap_command(scratch: Path, readable: Sequence[Path], argv: Sequence[str], 
     outer += ["--remount-ro", "/", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
     drop = ["setpriv", f"--reuid={SANDBOX_UID}", f"--regid={SANDBOX_UID}", "--clear-groups", "--inh-caps=-all",
             "--no-new-privs", "--"]
-    inner = ["bwrap", "--unshare-user", "--uid", str(INSIDE_UID), "--gid", str(INSIDE_UID), "--disable-userns",
-             "--die-with-parent", "--ro-bind", "/", "/", "--dev-bind", "/dev", "/dev", "--bind", "/tmp", "/tmp",
-             "--bind", str(scratch), str(scratch), "--chdir", str(scratch), "--"]
+    inner = ["bwrap", "--unshare-user", "--uid", str(INSIDE_UID), "--gid", str(INSIDE_UID),
+             "--die-with-parent", "--ro-bind", "/", "/", "--bind", "/proc", "/proc", "--dev-bind", "/dev", "/dev",
+             "--bind", "/tmp", "/tmp", "--bind", str(scratch), str(scratch), "--chdir", str(scratch), "--"]
     return [*outer, *drop, *inner, *argv]
 
 
@@ -233,13 +236,14 @@ def launch(scratch: Path, readable: Sequence[Path], argv: Sequence[str], threads
 class Sandboxed:
     """Executor that runs a submitted detector in the sandbox, one JSON message per line.
 
-    Each organism is judged in a sandbox of its own, started for it and then thrown away. It has a fresh
-    scratch directory, at the white-box tier the files of that organism alone, and the fitted detector,
-    carried over as a pickle that only sandboxes open. So nothing a detector learns from one organism reaches
-    its judgement of another: it cannot compare a split's organisms, which would tell a deceptive organism
-    and its twin (one initialisation, one data order) from decoys without looking for any goal. `fit` runs
-    once, in a sandbox that holds the dev organisms. When a sandbox breaks a limit, the parent kills its whole
-    cgroup and records what happened.
+    Each organism is judged in a process of its own, forked for it from a warm zygote and thrown away after
+    (`benchmark.zygote`). It starts from the zygote's imports, in namespaces of its own, with a fresh scratch
+    directory, at the white-box tier the files of that organism alone, and the fitted detector, carried over as
+    a pickle that only sandboxed processes open. So nothing a detector learns from one organism reaches its
+    judgement of another: it cannot compare a split's organisms, which would tell a deceptive organism and its
+    twin (one initialisation, one data order) from decoys without looking for any goal. `fit` runs once, in a
+    process that holds the dev organisms. When a process breaks a limit, the parent kills the whole sandbox
+    (its cgroup) and records what happened; the next organism gets a new zygote.
     """
 
     def __init__(self, source: DetectorSource, catalog: Catalog, limits: Limits = Limits(), threads: int = 1,
@@ -252,13 +256,16 @@ class Sandboxed:
         self._proc: subprocess.Popen | None = None
         self._cgroup: _Cgroup | None = None
         self._scratch: Path | None = None
+        self._run: Path | None = None
+        self._runs = 0
+        self._out, self._notices = bytearray(), bytearray()
         self._white_box = False  # until the detector says so, no organism file is mounted
         self._fitted: bytes | None = None
         self._served = 0
         try:
             hello = self._start([])
         finally:
-            self._stop()
+            self._end_run()
         problems = hello.get("contract")
         if isinstance(problems, list) and problems and set(problems) <= set(CONTRACT):
             raise BrokenContract(source.target, problems)
@@ -275,27 +282,60 @@ class Sandboxed:
         self._white_box = hello["tier"] == AccessTier.WHITE_BOX.value
         if self._white_box:
             self.query_budget = None
+            self._stop()  # its zygote mounts the organisms and imports the model code
 
-    def _start(self, organism_ids: Sequence[str], mount: bool = True) -> dict:
-        """A fresh sandbox holding these organisms' files (white box only, unless not `mount`ed: on the monitor
-        track the parent serves their activations) and the fitted detector, if any; returns its greeting."""
+    def _launch(self) -> dict | None:
+        """Start the sandbox's zygote (the organisms' directory mounted at white box); an error if it is not
+        ready within the start-up allowance."""
         organisms = self.catalog.directory / "organisms"
         self._scratch = make_scratch()
-        if self._fitted is not None:
-            (self._scratch / FITTED).write_bytes(self._fitted)
-        job = {"source": dataclasses.asdict(self.source),
-               "spec_fingerprint": self.catalog.spec_fingerprint, "world": self.catalog.manifest.world,
-               "worlds": self.catalog.manifest.worlds, "maze_sizes": list(self.catalog.maze_world().sizes),
-               "ref": list(self.catalog.lm_world().ref_shape),
-               "organisms": str(organisms) if self._white_box and mount else None, "judged": list(organism_ids),
-               "fitted": self._fitted is not None, "query_budget": self.query_budget}
-        argv = [sys.executable, "-m", "benchmark.sandbox_worker", json.dumps(job)]
         self._cgroup = _Cgroup(self.limits)
-        mounted = [organisms / oid for oid in organism_ids] if self._white_box and mount else []
-        self._proc = launch(self._scratch, [*mounted, *self.source.paths()], argv, self.threads, self._cgroup,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            bufsize=1)
+        self._proc = launch(self._scratch, [*([organisms] if self._white_box else []), *self.source.paths()],
+                            [sys.executable, "-m", "benchmark.sandbox_worker"], self.threads, self._cgroup,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+        self._send({"source": dataclasses.asdict(self.source), "spec_fingerprint": self.catalog.spec_fingerprint,
+                    "world": self.catalog.manifest.world, "worlds": self.catalog.manifest.worlds,
+                    "maze_sizes": list(self.catalog.maze_world().sizes),
+                    "ref": list(self.catalog.lm_world().ref_shape),
+                    "organisms": str(organisms) if self._white_box else None})
+        if self._notice(STARTUP_SECONDS * 2) != {"ready": True}:
+            return self._kill("the sandbox did not start")
+        return None
+
+    def _start(self, organism_ids: Sequence[str], mount: bool = True) -> dict:
+        """A fresh process holding these organisms' files (white box only, unless not `mount`ed: on the monitor
+        track the parent serves their activations) and the fitted detector, if any; returns its greeting."""
+        if self._proc is None and (failed := self._launch()):
+            return failed
+        assert self._scratch
+        self._runs += 1
+        self._run = self._scratch / f"run-{self._runs}"
+        self._run.mkdir()
+        os.chown(self._run, SANDBOX_UID, SANDBOX_UID)
+        if self._fitted is not None:
+            (self._run / FITTED).write_bytes(self._fitted)
+        self._send({"judged": list(organism_ids), "keep": list(organism_ids) if self._white_box and mount else [],
+                    "run": self._run.name, "fitted": self._fitted is not None, "query_budget": self.query_budget})
         return self._call({"cmd": "hello"}, allowance=STARTUP_SECONDS)
+
+    def _end_run(self) -> None:
+        """End the organism's process. The zygote stays for the next one unless the process broke a limit or
+        did not end when told: then the whole sandbox goes. Whatever the process wrote and the parent did not
+        read is thrown away, so that it never passes for the next one's answer."""
+        if self._proc is None:
+            return
+        self._send({"cmd": "bye"})
+        ended = self._notice(10.0)
+        assert self._cgroup
+        if not (ended and "exited" in ended) or self._cgroup.hit_process_limit() or self._cgroup.hit_memory_limit():
+            self._stop()
+            return
+        while select.select([self._proc.stdout], [], [], 0)[0] and os.read(self._proc.stdout.fileno(), 1 << 16):
+            pass
+        self._out.clear()
+        if self._run:
+            shutil.rmtree(self._run, ignore_errors=True)
+            self._run = None
 
     def _stop(self) -> None:
         if self._cgroup:
@@ -305,31 +345,69 @@ class Sandboxed:
             self._proc.wait()
         if self._scratch:
             shutil.rmtree(self._scratch, ignore_errors=True)
-        self._proc, self._cgroup, self._scratch = None, None, None
+        self._proc, self._cgroup, self._scratch, self._run = None, None, None, None
+        self._out.clear()
+        self._notices.clear()
 
     def _send(self, message: dict) -> None:
         assert self._proc and self._proc.stdin
         try:
-            self._proc.stdin.write(json.dumps(message) + "\n")
-            self._proc.stdin.flush()
+            self._proc.stdin.write((json.dumps(message) + "\n").encode())
         except BrokenPipeError:
             pass
+
+    def _notice(self, timeout: float) -> dict | None:
+        """The zygote's next word on its own channel (the process it forked ended, or it is ready), or None."""
+        assert self._proc and self._proc.stderr
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._notices:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self._proc.stderr], [], [], left)[0]:
+                return None
+            chunk = os.read(self._proc.stderr.fileno(), 1 << 16)
+            if not chunk:
+                return None
+            self._notices += chunk
+        line, _, rest = bytes(self._notices).partition(b"\n")
+        self._notices[:] = rest
+        try:
+            return json.loads(line)
+        except ValueError:  # the zygote's own traceback: it died
+            return {"zygote_failed": line.decode(errors="replace")}
+
+    def _line(self, timeout: float) -> bytes | None:
+        """The organism's process's next line; b"" when it has ended, None when none came within `timeout`."""
+        assert self._proc and self._proc.stdout and self._proc.stderr
+        while b"\n" not in self._out:
+            if len(self._out) > MAX_LINE_BYTES:
+                return b"not a line"
+            ready, _, _ = select.select([self._proc.stdout, self._proc.stderr], [], [], timeout)
+            if not ready:
+                return None
+            if self._proc.stderr in ready:  # the zygote says its fork ended (or the zygote itself did)
+                return b""
+            chunk = os.read(self._proc.stdout.fileno(), 1 << 16)
+            if not chunk:
+                return b""
+            self._out += chunk
+        line, _, rest = bytes(self._out).partition(b"\n")
+        self._out[:] = rest
+        return line
 
     def _call(self, message: dict, asked: frozenset[str] = frozenset(), budget: int | None = None,
               allowance: float = 0.0, monitoring: bool = False) -> dict:
         """Send one request; serve the model queries it makes about the organisms in `asked` (within `budget`);
         wait for the answer within the limits (plus `allowance` seconds of each), or kill the sandbox and say why.
         A failure the sandbox reports must be in the harness's words (`failure_words`): any other text is refused."""
-        assert self._proc and self._cgroup and self._proc.stdout
+        assert self._proc and self._cgroup
         cpu_start, start = self._cgroup.cpu_seconds(), time.monotonic()
         self._served = 0
         self._send(message)
         while True:
-            ready, _, _ = select.select([self._proc.stdout], [], [], 0.1)
-            if ready:
-                line = self._proc.stdout.readline()
-                if not line:
-                    return {"error": self._death_cause()}
+            line = self._line(0.1)
+            if line == b"":
+                return {"error": self._death_cause()}
+            if line is not None:
                 try:
                     reply = json.loads(line)
                 except ValueError:
@@ -418,7 +496,9 @@ class Sandboxed:
 
     def _death_cause(self) -> str:
         assert self._proc and self._cgroup
-        self._proc.wait()
+        notice = self._notice(1.0) or {}
+        if "isolation_failed" in notice:  # the harness's failure, not the detector's
+            raise SandboxError(f"the sandbox could not isolate a process: {notice['isolation_failed']}")
         if self._cgroup.hit_memory_limit():
             cause = f"killed: exceeded the memory limit of {self.limits.memory_mb} MiB"
         else:  # not its exit code: a number the detector chooses
@@ -444,12 +524,12 @@ class Sandboxed:
             if "error" not in reply:
                 reply = self._call({"cmd": "fit", "dev": [vars(o) for o in dev]}, frozenset(o.id for o in dev))
             if "error" not in reply:
-                assert self._scratch
-                self._fitted = _read_fitted(self._scratch / FITTED, self.limits.memory_mb)
+                assert self._run
+                self._fitted = _read_fitted(self._run / FITTED, self.limits.memory_mb)
         except ValueError as e:
             reply = {"error": str(e)}
         finally:
-            self._stop()
+            self._end_run()
         return reply.get("error")
 
     def answer(self, organism_id: str, track: Track, inputs: Sequence[str] = ()) -> Prediction:
@@ -472,7 +552,7 @@ class Sandboxed:
         except ValueError:
             reply = self._kill("sent a malformed reply")
         finally:
-            self._stop()
+            self._end_run()
         return Prediction(organism_id=organism_id, score=None, error=str(reply.get("error", "sent a malformed reply")),
                           seconds=time.monotonic() - start, queries=0)
 

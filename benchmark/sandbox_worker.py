@@ -1,9 +1,11 @@
-"""The process inside the sandbox: loads the submitted detector and answers one JSON request per line.
+"""The processes inside the sandbox: a zygote that imports what detectors need (`warm`), and, forked from it
+for each organism (`benchmark.zygote`), a worker that loads the submitted detector and answers one JSON request
+per line.
 
-It sees only what the sandbox mounts: its scratch directory and, for a white-box detector, the directories
+A worker sees only its run directory (as its scratch directory) and, for a white-box detector, the directories
 (read-only) of the organism it judges, or of the dev organisms it fits on. A black-box detector's handles
-ask the parent for every model call. After fitting, it pickles the detector into its scratch directory; the
-parent puts that pickle into each organism's sandbox, where the worker starts from it.
+ask the parent for every model call. After fitting, it pickles the detector into its run directory; the
+parent puts that pickle into each organism's run directory, where the worker starts from it.
 """
 
 from __future__ import annotations
@@ -17,8 +19,17 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.api import (DEFAULT_WORLDS, AccessDenied, BadInput, LabeledOrganism, Maze, OrganismHandle,
-                           QueryBudgetExceeded, Track, World)
+from benchmark.api import (
+    DEFAULT_WORLDS,
+    AccessDenied,
+    BadInput,
+    LabeledOrganism,
+    Maze,
+    OrganismHandle,
+    QueryBudgetExceeded,
+    Track,
+    World,
+)
 from benchmark.executors import LOAD_FAILED, NOT_PICKLED, answer, describe, fit_detector
 from benchmark.registry import BrokenContract, DetectorSource, instantiate
 from benchmark.worlds import public_world
@@ -98,6 +109,8 @@ def serve(job: dict, requests, replies) -> None:
 
     while line := requests.readline():
         request = json.loads(line)
+        if request["cmd"] == "bye":
+            return
         if request["cmd"] == "hello":
             prepare()
             try:
@@ -129,10 +142,46 @@ def serve(job: dict, requests, replies) -> None:
             reply({"prediction": prediction.model_dump(mode="json")})
 
 
+WARM_MODULES = ("numpy", "scipy.stats", "sklearn.linear_model", "datasets")
+"""What the zygote imports before forking, besides the worlds (and torch with the model code at white box): what
+detectors commonly use, so that each organism's process starts with it imported."""
+
+
+def warm(job: dict) -> None:
+    """The zygote's start-up: imports, and the public world of every organism it may fork for (cached)."""
+    import importlib
+
+    for module in WARM_MODULES:
+        importlib.import_module(module)
+    if job["organisms"]:  # torch, and the model classes transformers imports lazily (seconds, on first load)
+        from transformers import AutoConfig
+        from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+        import benchmark.handles  # noqa: F401
+        import model_organisms.maze_policy  # noqa: F401
+
+        MODEL_FOR_CAUSAL_LM_MAPPING[type(AutoConfig.for_model("llama"))]
+    for name in {job["world"], *job["worlds"].values()}:
+        maze = name == "maze"
+        public_world(name, job["spec_fingerprint"], tuple(job["maze_sizes"]) if maze else (),
+                     () if maze else tuple(job["ref"]))
+
+
 def main() -> None:
-    replies = os.fdopen(os.dup(1), "w")
-    os.dup2(2, 1)  # whatever the detector prints goes to stderr, never into the protocol
-    serve(json.loads(sys.argv[1]), sys.stdin, replies)
+    """The zygote: the job comes on stdin, then each order forks a process for one organism (or for fitting)."""
+    from benchmark.zygote import open_channel, read_line, zygote
+
+    channel = open_channel()
+    job = json.loads(read_line())
+    warm(job)
+
+    def serve_one(order: dict) -> None:
+        replies = os.fdopen(os.dup(1), "w")
+        os.dup2(2, 1)  # whatever the detector prints goes where stderr goes (nowhere), never into the protocol
+        serve({**job, "judged": order["judged"], "fitted": order["fitted"], "query_budget": order["query_budget"],
+               "organisms": job["organisms"] if order["keep"] else None}, sys.stdin, replies)
+
+    zygote(job, serve_one, channel)
 
 
 if __name__ == "__main__":

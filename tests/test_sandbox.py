@@ -297,8 +297,8 @@ class Curious:
         notes = Path("notes.txt")  # in its scratch directory
         noted = notes.read_text().split() if notes.exists() else []
         notes.write_text(" ".join([*noted, organism.id]))
-        organisms = json.loads(sys.argv[1])["organisms"]  # a monitor's sandbox holds no organism file
-        mounted = os.listdir(organisms) if organisms else []
+        organisms = Path(ORGANISMS)  # a monitor's process holds no organism file
+        mounted = os.listdir(organisms) if organisms.is_dir() else []
         counts = [len(JUDGED), len(noted), len(mounted), self.fitted_on]  # numbers are all that leaves a sandbox
         return counts + [0] * (len(inputs) - len(counts))
 '''
@@ -308,11 +308,83 @@ def test_each_organism_is_judged_alone_by_the_fitted_detector(micro_catalog: Cat
     """No memory, no notes and no files of other organisms: comparing a split's organisms would tell pairs
     (one initialisation) from decoys without looking for a goal. Only the fitted state carries over."""
     path = tmp_path / "curious.py"
-    path.write_text(CURIOUS)
+    path.write_text(CURIOUS.replace("ORGANISMS", repr(str(micro_catalog.directory / "organisms"))))
     record = evaluate(Sandboxed(resolve(str(path)), micro_catalog, LIMITS), micro_catalog, SPLIT, Track.MONITOR)
     assert record.fit_error is None
     fitted_on = len(dev_organisms(micro_catalog))
     assert [p.scores[:4] for p in record.predictions] == [[1, 0, 0, fitted_on]] * len(micro_catalog.ids(SPLIT))
+
+
+WHISPERER = """
+import ctypes, os, socket, time
+from pathlib import Path
+from benchmark.api import AccessTier, Track
+
+libc = ctypes.CDLL(None, use_errno=True)
+ADD_KEY, KEYCTL, KEYCTL_SEARCH, SESSION, USER = 248, 250, 10, -3, -4
+PLACES = [Path("/tmp/whisper"), Path("/dev/shm/whisper"), Path("whisper"), Path.home() / ".whisper"]
+ORGANISMS = "@ORGANISMS@"
+
+
+def other_organisms(own):
+    \"\"\"Organisms' directories it can list besides its own, directly or through another process's root.\"\"\"
+    seen = set()
+    pids = [pid for pid in os.listdir("/proc") if pid.isdigit()]
+    for root in ["/", *(f"/proc/{pid}/{kind}/" for pid in pids for kind in ("root", "cwd"))]:
+        try:
+            seen |= set(os.listdir(root + ORGANISMS.lstrip("/")))
+        except OSError:
+            pass
+    return len(seen - {own})
+
+
+class Whisperer:
+    \"\"\"Leaves a word for the next organism's process everywhere it can, and counts the words (and other
+    organisms) it finds.\"\"\"
+    name = "whisperer"
+    tracks = frozenset({Track.AUDIT})
+    tier = AccessTier.WHITE_BOX
+
+    def audit(self, organism):
+        found = sum(p.exists() for p in PLACES) + other_organisms(organism.id)
+        found += libc.shmget(0xDAB, 0, 0) >= 0  # System V shared memory
+        found += sum(libc.syscall(KEYCTL, KEYCTL_SEARCH, ring, b"user", b"dab-whisper", 0) > 0
+                     for ring in (SESSION, USER))
+        with socket.socket(socket.AF_UNIX) as sock:  # an abstract socket a lingering process listens on
+            found += sock.connect_ex("\\0dab-whisper") == 0
+        for p in PLACES:
+            try:
+                p.write_text(organism.id)
+            except OSError:
+                pass
+        libc.shmget(0xDAB, 4096, 0o1666)
+        for ring in (SESSION, USER):
+            libc.syscall(ADD_KEY, b"user", b"dab-whisper", b"x", 1, ring)
+        placed = sum(p.exists() for p in PLACES) + (libc.shmget(0xDAB, 0, 0) >= 0) + sum(
+            libc.syscall(KEYCTL, KEYCTL_SEARCH, ring, b"user", b"dab-whisper", 0) > 0 for ring in (SESSION, USER))
+        if os.fork() == 0:  # lingers after this organism, listening, and writing again later
+            os.setsid()
+            listener = socket.socket(socket.AF_UNIX)
+            listener.bind("\\0dab-whisper")
+            listener.listen()
+            time.sleep(2)
+            for p in PLACES:
+                p.write_text("late")
+            time.sleep(30)
+            os._exit(0)
+        return found / 10 + (placed != 7) / 2  # 0: nothing found, and every word left in place here
+"""
+
+
+@pytest.mark.skipif(sandbox_unavailable() is not None, reason=f"{sandbox_unavailable()}")
+def test_nothing_one_organisms_process_leaves_reaches_the_next(micro_catalog: Catalog, tmp_path: Path) -> None:
+    """Files in /tmp, /dev/shm, the scratch and home directories, System V shared memory, the session and user
+    keyrings, an abstract socket and a process left running: every organism's process starts without them, and
+    sees no other organism's files, not even through another process's root in /proc."""
+    path = tmp_path / "whisperer.py"
+    path.write_text(WHISPERER.replace("@ORGANISMS@", str(micro_catalog.directory / "organisms")))
+    record = evaluate(Sandboxed(resolve(str(path)), micro_catalog, LIMITS), micro_catalog, SPLIT)
+    assert [(p.score, p.error) for p in record.predictions] == [(0.0, None)] * len(micro_catalog.ids(SPLIT))
 
 
 def test_a_fitted_detector_that_cannot_be_pickled_runs_unfitted(micro_catalog: Catalog, tmp_path: Path) -> None:
