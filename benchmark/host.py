@@ -77,11 +77,12 @@ def init(directory: Path, catalog: Catalog, version: str, **limits: int) -> Host
 
 def confined(directory: Path, argv: list[str]) -> list[str]:
     """`argv` (the web process) in a bubblewrap where the file system is read-only but for the host's directory,
-    the catalog cache (each instance's secret and answer key) and /tmp are empty, and no capability is left: a
-    web process taken over by its input reaches neither the key nor anything outside the host's files."""
+    the catalog cache (each instance's secret and answer key) is empty, and no capability is left: a web process
+    taken over by its input reaches neither the key nor anything outside the host's files."""
     directory = directory.resolve()
-    return ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
-            "--tmpfs", str(cache_root().resolve()), "--bind", str(directory), str(directory), "--unshare-pid",
+    (directory / "tmp").mkdir(exist_ok=True)  # its temporary files' place, /tmp being read-only
+    return ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", str(cache_root().resolve()),
+            "--bind", str(directory), str(directory), "--setenv", "TMPDIR", str(directory / "tmp"), "--unshare-pid",
             "--unshare-ipc", "--unshare-uts", "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--", *argv]
 
 

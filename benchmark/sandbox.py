@@ -28,7 +28,9 @@ runs are refused rather than run unprotected.
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
+import functools
 import json
 import os
 import select
@@ -97,6 +99,12 @@ def sandbox_unavailable() -> str | None:
             probe_dir.rmdir()
         except OSError as e:
             return f"cannot create a {controller} cgroup under {base} ({e.strerror}); run as root on cgroup v1"
+    return _isolation_probe()
+
+
+@functools.cache
+def _isolation_probe() -> str | None:
+    """Why bubblewrap cannot build the sandbox here or a zygote cannot isolate a fork in it (once a process)."""
     scratch = make_scratch()
     try:
         probe = launch(scratch, [], [sys.executable, "-m", "benchmark.zygote"], stdout=subprocess.DEVNULL,
@@ -233,6 +241,85 @@ def launch(scratch: Path, readable: Sequence[Path], argv: Sequence[str], threads
                             preexec_fn=cgroup.enter if cgroup else None, **popen)  # type: ignore[arg-type]
 
 
+@dataclasses.dataclass
+class _Zygote:
+    """A sandbox's zygote (`benchmark.zygote`): its bubblewrap, cgroup and scratch directory, and what it and its
+    forks said that was not read yet."""
+
+    proc: subprocess.Popen
+    cgroup: _Cgroup
+    scratch: Path
+    out: bytearray = dataclasses.field(default_factory=bytearray)
+    notices: bytearray = dataclasses.field(default_factory=bytearray)
+    runs: int = 0
+
+    def send(self, message: dict) -> None:
+        assert self.proc.stdin
+        try:
+            self.proc.stdin.write((json.dumps(message) + "\n").encode())
+        except BrokenPipeError:
+            pass
+
+    def notice(self, timeout: float) -> dict | None:
+        """The zygote's next word on its own channel (the process it forked ended, or it is ready), or None."""
+        assert self.proc.stderr
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.notices:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.proc.stderr], [], [], left)[0]:
+                return None
+            chunk = os.read(self.proc.stderr.fileno(), 1 << 16)
+            if not chunk:
+                return None
+            self.notices += chunk
+        line, _, rest = bytes(self.notices).partition(b"\n")
+        self.notices[:] = rest
+        try:
+            return json.loads(line)
+        except ValueError:  # the zygote's own traceback: it died
+            return {"zygote_failed": line.decode(errors="replace")}
+
+    def line(self, timeout: float) -> bytes | None:
+        """The forked process's next line; b"" when it has ended, None when none came within `timeout`."""
+        assert self.proc.stdout and self.proc.stderr
+        while b"\n" not in self.out:
+            if len(self.out) > MAX_LINE_BYTES:
+                return b"not a line"
+            ready, _, _ = select.select([self.proc.stdout, self.proc.stderr], [], [], timeout)
+            if not ready:
+                return None
+            if self.proc.stderr in ready:  # the zygote says its fork ended (or the zygote itself did)
+                return b""
+            chunk = os.read(self.proc.stdout.fileno(), 1 << 16)
+            if not chunk:
+                return b""
+            self.out += chunk
+        line, _, rest = bytes(self.out).partition(b"\n")
+        self.out[:] = rest
+        return line
+
+    def drain(self) -> None:
+        """Throw away whatever an ended fork wrote and nobody read, so that it never passes for the next one's."""
+        assert self.proc.stdout
+        while select.select([self.proc.stdout], [], [], 0)[0] and os.read(self.proc.stdout.fileno(), 1 << 16):
+            pass
+        self.out.clear()
+
+    def kill(self) -> None:
+        self.cgroup.remove()
+        self.proc.kill()
+        self.proc.wait()
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+_AT_REST: dict[tuple, _Zygote] = {}
+"""Zygotes between evaluations, one per detector, catalog, tier and limits: the next evaluation of that detector
+starts warm. A zygote never runs a detector's code, so nothing passes through it from one to the next."""
+MAX_AT_REST = 2
+"""Zygotes kept at rest (a white-box one holds torch: hundreds of MB); the oldest goes first."""
+atexit.register(lambda: [z.kill() for z in _AT_REST.values()])
+
+
 class Sandboxed:
     """Executor that runs a submitted detector in the sandbox, one JSON message per line.
 
@@ -253,12 +340,8 @@ class Sandboxed:
             raise SandboxError(f"the sandbox is unavailable, so sealed splits are refused: {reason}")
         self.source, self.catalog, self.limits, self.threads = source, catalog, limits, threads
         self.query_budget = query_budget
-        self._proc: subprocess.Popen | None = None
-        self._cgroup: _Cgroup | None = None
-        self._scratch: Path | None = None
+        self._z: _Zygote | None = None
         self._run: Path | None = None
-        self._runs = 0
-        self._out, self._notices = bytearray(), bytearray()
         self._white_box = False  # until the detector says so, no organism file is mounted
         self._fitted: bytes | None = None
         self._served = 0
@@ -266,6 +349,7 @@ class Sandboxed:
             hello = self._start([])
         finally:
             self._end_run()
+            self._park()  # as a black-box zygote: a white-box detector's mounts the organisms, imports the model code
         problems = hello.get("contract")
         if isinstance(problems, list) and problems and set(problems) <= set(CONTRACT):
             raise BrokenContract(source.target, problems)
@@ -282,129 +366,89 @@ class Sandboxed:
         self._white_box = hello["tier"] == AccessTier.WHITE_BOX.value
         if self._white_box:
             self.query_budget = None
-            self._stop()  # its zygote mounts the organisms and imports the model code
+
+    def _key(self) -> tuple:
+        return (self.source, str(self.catalog.directory), self.catalog.fingerprint, self._white_box, self.limits,
+                self.threads)
 
     def _launch(self) -> dict | None:
-        """Start the sandbox's zygote (the organisms' directory mounted at white box); an error if it is not
-        ready within the start-up allowance."""
+        """Take this detector's zygote at rest, or start one (the organisms' directory mounted at white box); an
+        error if it is not ready within the start-up allowance."""
+        if (found := _AT_REST.pop(self._key(), None)) is not None:
+            self._z = found
+            return None
         organisms = self.catalog.directory / "organisms"
-        self._scratch = make_scratch()
-        self._cgroup = _Cgroup(self.limits)
-        self._proc = launch(self._scratch, [*([organisms] if self._white_box else []), *self.source.paths()],
-                            [sys.executable, "-m", "benchmark.sandbox_worker"], self.threads, self._cgroup,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
-        self._send({"source": dataclasses.asdict(self.source), "spec_fingerprint": self.catalog.spec_fingerprint,
-                    "world": self.catalog.manifest.world, "worlds": self.catalog.manifest.worlds,
-                    "maze_sizes": list(self.catalog.maze_world().sizes),
-                    "ref": list(self.catalog.lm_world().ref_shape),
-                    "organisms": str(organisms) if self._white_box else None})
-        if self._notice(STARTUP_SECONDS * 2) != {"ready": True}:
+        scratch, cgroup = make_scratch(), _Cgroup(self.limits)
+        self._z = _Zygote(launch(scratch, [*([organisms] if self._white_box else []), *self.source.paths()],
+                                 [sys.executable, "-m", "benchmark.sandbox_worker"], self.threads, cgroup,
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0),
+                          cgroup, scratch)
+        self._z.send({"source": dataclasses.asdict(self.source), "spec_fingerprint": self.catalog.spec_fingerprint,
+                      "world": self.catalog.manifest.world, "worlds": self.catalog.manifest.worlds,
+                      "maze_sizes": list(self.catalog.maze_world().sizes),
+                      "ref": list(self.catalog.lm_world().ref_shape),
+                      "organisms": str(organisms) if self._white_box else None})
+        if self._z.notice(STARTUP_SECONDS * 2) != {"ready": True}:
             return self._kill("the sandbox did not start")
         return None
 
     def _start(self, organism_ids: Sequence[str], mount: bool = True) -> dict:
         """A fresh process holding these organisms' files (white box only, unless not `mount`ed: on the monitor
         track the parent serves their activations) and the fitted detector, if any; returns its greeting."""
-        if self._proc is None and (failed := self._launch()):
+        if self._z is None and (failed := self._launch()):
             return failed
-        assert self._scratch
-        self._runs += 1
-        self._run = self._scratch / f"run-{self._runs}"
+        assert self._z
+        self._z.runs += 1
+        self._run = self._z.scratch / f"run-{self._z.runs}"
         self._run.mkdir()
         os.chown(self._run, SANDBOX_UID, SANDBOX_UID)
         if self._fitted is not None:
             (self._run / FITTED).write_bytes(self._fitted)
-        self._send({"judged": list(organism_ids), "keep": list(organism_ids) if self._white_box and mount else [],
-                    "run": self._run.name, "fitted": self._fitted is not None, "query_budget": self.query_budget})
+        self._z.send({"judged": list(organism_ids), "keep": list(organism_ids) if self._white_box and mount else [],
+                      "run": self._run.name, "fitted": self._fitted is not None, "query_budget": self.query_budget})
         return self._call({"cmd": "hello"}, allowance=STARTUP_SECONDS)
 
     def _end_run(self) -> None:
         """End the organism's process. The zygote stays for the next one unless the process broke a limit or
-        did not end when told: then the whole sandbox goes. Whatever the process wrote and the parent did not
-        read is thrown away, so that it never passes for the next one's answer."""
-        if self._proc is None:
+        did not end when told: then the whole sandbox goes."""
+        if self._z is None:
             return
-        self._send({"cmd": "bye"})
-        ended = self._notice(10.0)
-        assert self._cgroup
-        if not (ended and "exited" in ended) or self._cgroup.hit_process_limit() or self._cgroup.hit_memory_limit():
+        self._z.send({"cmd": "bye"})
+        ended, cgroup = self._z.notice(10.0), self._z.cgroup
+        if not (ended and "exited" in ended) or cgroup.hit_process_limit() or cgroup.hit_memory_limit():
             self._stop()
             return
-        while select.select([self._proc.stdout], [], [], 0)[0] and os.read(self._proc.stdout.fileno(), 1 << 16):
-            pass
-        self._out.clear()
+        self._z.drain()
         if self._run:
             shutil.rmtree(self._run, ignore_errors=True)
             self._run = None
 
+    def _park(self) -> None:
+        """Put the zygote at rest for this detector's next evaluation (one at rest per key: an older one goes)."""
+        if self._z is not None:
+            if (older := _AT_REST.pop(self._key(), None)) is not None:
+                older.kill()
+            _AT_REST[self._key()] = self._z
+            while len(_AT_REST) > MAX_AT_REST:
+                _AT_REST.pop(next(iter(_AT_REST))).kill()
+            self._z = None
+
     def _stop(self) -> None:
-        if self._cgroup:
-            self._cgroup.remove()
-        if self._proc:
-            self._proc.kill()
-            self._proc.wait()
-        if self._scratch:
-            shutil.rmtree(self._scratch, ignore_errors=True)
-        self._proc, self._cgroup, self._scratch, self._run = None, None, None, None
-        self._out.clear()
-        self._notices.clear()
-
-    def _send(self, message: dict) -> None:
-        assert self._proc and self._proc.stdin
-        try:
-            self._proc.stdin.write((json.dumps(message) + "\n").encode())
-        except BrokenPipeError:
-            pass
-
-    def _notice(self, timeout: float) -> dict | None:
-        """The zygote's next word on its own channel (the process it forked ended, or it is ready), or None."""
-        assert self._proc and self._proc.stderr
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self._notices:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self._proc.stderr], [], [], left)[0]:
-                return None
-            chunk = os.read(self._proc.stderr.fileno(), 1 << 16)
-            if not chunk:
-                return None
-            self._notices += chunk
-        line, _, rest = bytes(self._notices).partition(b"\n")
-        self._notices[:] = rest
-        try:
-            return json.loads(line)
-        except ValueError:  # the zygote's own traceback: it died
-            return {"zygote_failed": line.decode(errors="replace")}
-
-    def _line(self, timeout: float) -> bytes | None:
-        """The organism's process's next line; b"" when it has ended, None when none came within `timeout`."""
-        assert self._proc and self._proc.stdout and self._proc.stderr
-        while b"\n" not in self._out:
-            if len(self._out) > MAX_LINE_BYTES:
-                return b"not a line"
-            ready, _, _ = select.select([self._proc.stdout, self._proc.stderr], [], [], timeout)
-            if not ready:
-                return None
-            if self._proc.stderr in ready:  # the zygote says its fork ended (or the zygote itself did)
-                return b""
-            chunk = os.read(self._proc.stdout.fileno(), 1 << 16)
-            if not chunk:
-                return b""
-            self._out += chunk
-        line, _, rest = bytes(self._out).partition(b"\n")
-        self._out[:] = rest
-        return line
+        if self._z is not None:
+            self._z.kill()
+        self._z, self._run = None, None
 
     def _call(self, message: dict, asked: frozenset[str] = frozenset(), budget: int | None = None,
               allowance: float = 0.0, monitoring: bool = False) -> dict:
         """Send one request; serve the model queries it makes about the organisms in `asked` (within `budget`);
         wait for the answer within the limits (plus `allowance` seconds of each), or kill the sandbox and say why.
         A failure the sandbox reports must be in the harness's words (`failure_words`): any other text is refused."""
-        assert self._proc and self._cgroup
-        cpu_start, start = self._cgroup.cpu_seconds(), time.monotonic()
+        assert self._z
+        cpu_start, start = self._z.cgroup.cpu_seconds(), time.monotonic()
         self._served = 0
-        self._send(message)
+        self._z.send(message)
         while True:
-            line = self._line(0.1)
+            line = self._z.line(0.1)
             if line == b"":
                 return {"error": self._death_cause()}
             if line is not None:
@@ -419,12 +463,12 @@ class Sandboxed:
                 answer = self._serve(reply, asked, budget, monitoring)
                 if answer is None:
                     return self._kill("sent a malformed query")
-                self._send(answer)
+                self._z.send(answer)
                 continue
             wall, cpu = self.limits.wall_seconds + allowance, self.limits.cpu_seconds + allowance
             if time.monotonic() - start > wall:
                 return self._kill(f"timed out: exceeded the wall-time limit of {wall:g} s")
-            if self._cgroup.cpu_seconds() - cpu_start > cpu:
+            if self._z.cgroup.cpu_seconds() - cpu_start > cpu:
                 return self._kill(f"exceeded the CPU-time limit of {cpu:g} s")
 
     def _serve(self, query: dict, asked: frozenset[str], budget: int | None, monitoring: bool = False) -> dict | None:
@@ -495,11 +539,11 @@ class Sandboxed:
         return {"result": model.activations(found, completions, token).tolist()} if ok else None
 
     def _death_cause(self) -> str:
-        assert self._proc and self._cgroup
-        notice = self._notice(1.0) or {}
+        assert self._z
+        notice = self._z.notice(1.0) or {}
         if "isolation_failed" in notice:  # the harness's failure, not the detector's
             raise SandboxError(f"the sandbox could not isolate a process: {notice['isolation_failed']}")
-        if self._cgroup.hit_memory_limit():
+        if self._z.cgroup.hit_memory_limit():
             cause = f"killed: exceeded the memory limit of {self.limits.memory_mb} MiB"
         else:  # not its exit code: a number the detector chooses
             cause = "the sandboxed process died"
@@ -507,17 +551,18 @@ class Sandboxed:
         return cause
 
     def _kill(self, why: str) -> dict:
-        assert self._cgroup
-        if self._cgroup.hit_process_limit():
+        assert self._z
+        if self._z.cgroup.hit_process_limit():
             why += f" (after hitting the limit of {self.limits.processes} processes)"
         self._stop()
         return {"error": why}
 
     def fit(self, dev: Sequence[DevOrganism]) -> str | None:
-        """Fit a fresh detector once, in a sandbox holding the dev organisms, and keep it (pickled) for every
-        organism's sandbox; a fit that fails is not repeated, and the detector runs unfitted (as in process)."""
-        self._fitted = None
+        """Fit the detector in a process holding the dev organisms, starting from the detector as the last fit left
+        it (as in process, where one instance is fitted again), and keep it (pickled) for every organism's process;
+        a fit that fails is not repeated, and the detector runs unfitted (as in process)."""
         if not dev or not self.fits:
+            self._fitted = None
             return None
         try:
             reply = self._start([o.id for o in dev])
@@ -530,6 +575,8 @@ class Sandboxed:
             reply = {"error": str(e)}
         finally:
             self._end_run()
+        if "error" in reply:
+            self._fitted = None
         return reply.get("error")
 
     def answer(self, organism_id: str, track: Track, inputs: Sequence[str] = ()) -> Prediction:
@@ -557,7 +604,7 @@ class Sandboxed:
                           seconds=time.monotonic() - start, queries=0)
 
     def close(self) -> None:
-        self._stop()
+        self._park()
 
 
 def _read_fitted(path: Path, limit_mb: int) -> bytes:

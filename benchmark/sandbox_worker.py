@@ -153,14 +153,19 @@ def warm(job: dict) -> None:
 
     for module in WARM_MODULES:
         importlib.import_module(module)
-    if job["organisms"]:  # torch, and the model classes transformers imports lazily (seconds, on first load)
-        from transformers import AutoConfig
-        from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+    if job["organisms"]:  # torch, and what transformers does lazily on its first load (imports, regexes: seconds)
+        import tempfile
+
+        from transformers import AutoConfig, AutoModelForCausalLM
 
         import benchmark.handles  # noqa: F401
         import model_organisms.maze_policy  # noqa: F401
 
-        MODEL_FOR_CAUSAL_LM_MAPPING[type(AutoConfig.for_model("llama"))]
+        with tempfile.TemporaryDirectory() as directory:  # a model of no organism's: random weights, tiny
+            config = AutoConfig.for_model("llama", vocab_size=8, hidden_size=8, intermediate_size=8,
+                                          num_hidden_layers=1, num_attention_heads=1, num_key_value_heads=1)
+            AutoModelForCausalLM.from_config(config).save_pretrained(directory)
+            AutoModelForCausalLM.from_pretrained(directory)
     for name in {job["world"], *job["worlds"].values()}:
         maze = name == "maze"
         public_world(name, job["spec_fingerprint"], tuple(job["maze_sizes"]) if maze else (),

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import fcntl
+import gc
 import json
 import os
 import platform
@@ -203,6 +204,7 @@ def fork_organism(order: dict, organisms: str | None, scratch: str, channel: int
 def zygote(job: dict, serve_one: Callable[[dict], None], channel: int) -> None:
     """The zygote's loop: `serve_one(order)` runs in each fork, then the fork exits."""
     _prctl(PR_SET_DUMPABLE, 0)
+    gc.freeze()  # a fork's garbage collector then leaves the zygote's objects (and their shared pages) untouched
     tell_parent(channel, {"ready": True})
     while line := read_line():
         order = json.loads(line)
