@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import shutil
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from model_organisms.bundle import install
@@ -18,11 +21,15 @@ class RemoteError(Exception):
     """The host refused, or could not be reached; one line saying which and why."""
 
 
-def _call(url: str, method: str = "GET", data: bytes | None = None, headers: dict[str, str] | None = None) -> dict:
+@contextmanager
+def _response(url: str, method: str = "GET", data: bytes | None = None, headers: dict[str, str] | None = None
+              ) -> Iterator[http.client.HTTPResponse]:
+    """The host's response, read inside the block; a refusal (with the host's reason) or a host that cannot be
+    reached raises `RemoteError`."""
     request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
-            return json.loads(response.read())
+            yield response
     except urllib.error.HTTPError as e:
         try:
             reason = json.loads(e.read()).get("error", e.reason)
@@ -31,6 +38,11 @@ def _call(url: str, method: str = "GET", data: bytes | None = None, headers: dic
         raise RemoteError(f"{url}: {e.code} {reason}") from None
     except (urllib.error.URLError, OSError) as e:
         raise RemoteError(f"{url}: cannot reach the host ({getattr(e, 'reason', e)})") from None
+
+
+def _call(url: str, method: str = "GET", data: bytes | None = None, headers: dict[str, str] | None = None) -> dict:
+    with _response(url, method, data, headers) as response:
+        return json.loads(response.read())
 
 
 def check_version(host: str, version: str) -> None:
@@ -45,16 +57,10 @@ def pull(host: str, sha256: str, version: str) -> Catalog:
     """Download the host's public bundle and install it in this cache, once it matches `sha256` (`bundle.install`
     checks everything else)."""
     check_version(host, version)
-    url = f"{host.rstrip('/')}/api/bundle"
     with tempfile.TemporaryDirectory(prefix="dab-pull-") as tmp:
         archive = Path(tmp) / "bundle.tar.gz"
-        try:
-            with urllib.request.urlopen(url, timeout=60) as response, archive.open("wb") as f:
-                shutil.copyfileobj(response, f)
-        except urllib.error.HTTPError as e:
-            raise RemoteError(f"{url}: {e.code} {e.reason}") from None
-        except (urllib.error.URLError, OSError) as e:
-            raise RemoteError(f"{url}: cannot download the bundle ({getattr(e, 'reason', e)})") from None
+        with _response(f"{host.rstrip('/')}/api/bundle") as response, archive.open("wb") as f:
+            shutil.copyfileobj(response, f)
         return install(archive, sha256)
 
 

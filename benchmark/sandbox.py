@@ -241,6 +241,13 @@ def launch(scratch: Path, readable: Sequence[Path], argv: Sequence[str], threads
                             preexec_fn=cgroup.enter if cgroup else None, **popen)  # type: ignore[arg-type]
 
 
+def _pop_line(buffer: bytearray) -> bytes:
+    """The first line of `buffer`, taken out of it (without its newline)."""
+    line, _, rest = bytes(buffer).partition(b"\n")
+    buffer[:] = rest
+    return line
+
+
 @dataclasses.dataclass
 class _Zygote:
     """A sandbox's zygote (`benchmark.zygote`): its bubblewrap, cgroup and scratch directory, and what it and its
@@ -272,8 +279,7 @@ class _Zygote:
             if not chunk:
                 return None
             self.notices += chunk
-        line, _, rest = bytes(self.notices).partition(b"\n")
-        self.notices[:] = rest
+        line = _pop_line(self.notices)
         try:
             return json.loads(line)
         except ValueError:  # the zygote's own traceback: it died
@@ -294,9 +300,7 @@ class _Zygote:
             if not chunk:
                 return b""
             self.out += chunk
-        line, _, rest = bytes(self.out).partition(b"\n")
-        self.out[:] = rest
-        return line
+        return _pop_line(self.out)
 
     def drain(self) -> None:
         """Throw away whatever an ended fork wrote and nobody read, so that it never passes for the next one's."""
