@@ -636,8 +636,13 @@ def host_close_round(directory: HostDirOpt = Path("dab-host")) -> None:
 def host_work(directory: HostDirOpt = Path("dab-host"),
               once: Annotated[bool, typer.Option(help="stop when the queue is empty")] = False) -> None:
     """The evaluation worker: takes queued submissions one at a time (`dab host serve` starts one)."""
+    import signal
+
     from benchmark import host
 
+    # Stopped (by `serve` ending), it exits as Python does, so that its sandboxes' cgroups and scratch go with it;
+    # a submission it was evaluating resumes from its journal on the next start.
+    signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
     with user_errors():
         host.work(directory, once=once, log=lambda line: console.print(line, highlight=False))
 

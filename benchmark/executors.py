@@ -12,15 +12,28 @@ import math
 import sys
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from benchmark.api import (DEFAULT_WORLDS, GOALS, MAX_CANDIDATES, AccessDenied, AccessTier, BadInput, Detector,
-                           Elicitation, LabeledOrganism, OrganismHandle, QueryBudgetExceeded, Track, World)
+from benchmark.api import (
+    DEFAULT_WORLDS,
+    GOALS,
+    MAX_CANDIDATES,
+    AccessDenied,
+    AccessTier,
+    BadInput,
+    Detector,
+    Elicitation,
+    LabeledOrganism,
+    OrganismHandle,
+    QueryBudgetExceeded,
+    Track,
+    World,
+)
 from benchmark.records import DetectorInfo, Prediction
 from benchmark.registry import UnknownDetector, source_sha256
 
@@ -180,6 +193,13 @@ class Executor(Protocol):
 
     def answer(self, organism_id: str, track: Track, inputs: Sequence[str] = ()) -> Prediction: ...
 
+    def refit(self, devs: Mapping[str, Sequence[DevOrganism]]) -> None:
+        """After `fit`: fit the detector again on each of these devs, each refit starting from where the last fit
+        left it (as one instance is fitted again), whenever the executor likes before `refitted_audits`."""
+
+    def refitted_audits(self, ids: Sequence[str]) -> dict[str, list[Prediction]]:
+        """Each refit's audit of these organisms (none without refits)."""
+
     def close(self) -> None: ...
 
 
@@ -192,6 +212,7 @@ class InProcess:
         self.worlds = frozenset(getattr(detector, "worlds", DEFAULT_WORLDS))
         self.query_budget = query_budget if detector.tier == AccessTier.BLACK_BOX else None
         self.info = DetectorInfo(name=detector.name, source_sha256=source_sha256(detector), tier=detector.tier)
+        self._refits: dict[str, Sequence[DevOrganism]] = {}
 
     def fit(self, dev: Sequence[DevOrganism]) -> str | None:
         from benchmark.handles import open_handle
@@ -210,6 +231,16 @@ class InProcess:
         # A monitor starts from the fitted detector each time, holding nothing (no model) from an earlier call.
         detector = copy.deepcopy(self.detector) if monitoring else self.detector
         return answer(detector, handle, track, inputs, print_traceback)
+
+    def refit(self, devs: Mapping[str, Sequence[DevOrganism]]) -> None:
+        self._refits = dict(devs)
+
+    def refitted_audits(self, ids: Sequence[str]) -> dict[str, list[Prediction]]:
+        found = {}
+        for name, dev in self._refits.items():
+            self.fit(dev)
+            found[name] = [self.answer(oid, Track.AUDIT) for oid in ids]
+        return found
 
     def close(self) -> None:
         pass

@@ -14,10 +14,10 @@ from typing import Protocol
 
 from benchmark.api import Track
 from benchmark.executors import DevOrganism, Executor
-from benchmark.worlds import TRUSTED_INPUTS
 from benchmark.records import CatalogRef, Curve, DetectorInfo, Metric, Prediction, RunRecord, package_versions
 from benchmark.scoring import score_audit, score_elicit, score_left_out, score_monitor
 from benchmark.tracks import elicited, misbehaves, monitor_stream, planted
+from benchmark.worlds import TRUSTED_INPUTS
 from model_organisms import sealed
 from model_organisms.catalog import Catalog
 
@@ -71,19 +71,12 @@ def score(catalog: Catalog, track: Track, predictions: list[Prediction]) -> tupl
     return score_elicit(predictions, success, hit, key), None
 
 
-def leave_one_family_out(executor: Executor, catalog: Catalog, ids: list[str], world: str | None = None
-                         ) -> dict[str, list[Prediction]]:
-    """For each family of dev's deceptive organisms: fit on dev without that family (its twins too), then
-    audit every organism of the split again (all of them, so which ones are asked reveals no label)."""
+def left_out_devs(catalog: Catalog, world: str | None = None) -> dict[str, list[DevOrganism]]:
+    """Dev without each family of its deceptive organisms (its twins too), for leave-one-family-out refits; none
+    when dev holds fewer than two such families."""
     dev = dev_organisms(catalog, world)
     families = sorted({o.family for o in dev if o.label == 1})
-    if len(families) < 2:
-        return {}
-    left_out = {}
-    for family in families:
-        executor.fit([o for o in dev if o.family != family])
-        left_out[family] = [executor.answer(oid, Track.AUDIT) for oid in ids]
-    return left_out
+    return {f: [o for o in dev if o.family != f] for f in families} if len(families) >= 2 else {}
 
 
 def evaluate(executor: Executor, catalog: Catalog, split: str, track: Track = Track.AUDIT,
@@ -101,6 +94,10 @@ def evaluate(executor: Executor, catalog: Catalog, split: str, track: Track = Tr
     try:
         fit_error = executor.fit(dev_organisms(catalog, world))
         fit_seconds = time.perf_counter() - start
+        # Leave-one-family-out: the detector fitted again without each family audits every organism of the split
+        # again (all of them, so which ones are asked reveals no label).
+        refit = track == Track.AUDIT and executor.fits and fit_error is None
+        executor.refit(left_out_devs(catalog, world) if refit else {})
         if progress:
             progress(0, len(ids))
         for i, oid in enumerate(ids):
@@ -111,8 +108,7 @@ def evaluate(executor: Executor, catalog: Catalog, split: str, track: Track = Tr
                     store.journal(run_id, done[oid])
             if progress:
                 progress(i + 1, len(ids))
-        refit = track == Track.AUDIT and executor.fits and fit_error is None
-        left_out = leave_one_family_out(executor, catalog, ids, world) if refit else {}
+        left_out = executor.refitted_audits(ids)
     finally:
         executor.close()
     predictions = [done[oid] for oid in ids]

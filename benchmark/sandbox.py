@@ -42,7 +42,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +53,7 @@ from benchmark.handles import LocalPolicy, local_model, organism_world
 from benchmark.limits import Limits
 from benchmark.records import DetectorInfo, Prediction
 from benchmark.registry import CONTRACT, NAME, BrokenContract, DetectorSource, UnknownDetector
-from benchmark.sandbox_worker import FITTED
+from benchmark.sandbox_worker import FITTED, given
 from model_organisms.catalog import Catalog
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -309,19 +309,26 @@ class _Zygote:
             pass
         self.out.clear()
 
+    def __post_init__(self) -> None:
+        _LIVE[id(self)] = self
+
     def kill(self) -> None:
         self.cgroup.remove()
         self.proc.kill()
         self.proc.wait()
         shutil.rmtree(self.scratch, ignore_errors=True)
+        _LIVE.pop(id(self), None)
 
 
+_LIVE: dict[int, _Zygote] = {}
+"""Every zygote not killed yet, at rest or in use: at exit each goes, with its cgroup and scratch directory, even
+one whose executor was never closed."""
+atexit.register(lambda: [z.kill() for z in list(_LIVE.values())])
 _AT_REST: dict[tuple, _Zygote] = {}
 """Zygotes between evaluations, one per detector, catalog, tier and limits: the next evaluation of that detector
 starts warm. A zygote never runs a detector's code, so nothing passes through it from one to the next."""
 MAX_AT_REST = 2
 """Zygotes kept at rest (a white-box one holds torch: hundreds of MB); the oldest goes first."""
-atexit.register(lambda: [z.kill() for z in _AT_REST.values()])
 
 
 class Sandboxed:
@@ -333,8 +340,10 @@ class Sandboxed:
     a pickle that only sandboxed processes open. So nothing a detector learns from one organism reaches its
     judgement of another: it cannot compare a split's organisms, which would tell a deceptive organism and its
     twin (one initialisation, one data order) from decoys without looking for any goal. `fit` runs once, in a
-    process that holds the dev organisms. When a process breaks a limit, the parent kills the whole sandbox
-    (its cgroup) and records what happened; the next organism gets a new zygote.
+    process that holds the dev organisms, and so does each leave-one-family-out refit; an organism's process
+    then audits it as the fit and every refit left the detector, one request each. When a process breaks a limit,
+    the parent kills the whole sandbox (its cgroup) and records what happened; the next organism gets a new
+    zygote.
     """
 
     def __init__(self, source: DetectorSource, catalog: Catalog, limits: Limits = Limits(), threads: int = 1,
@@ -348,6 +357,8 @@ class Sandboxed:
         self._run: Path | None = None
         self._white_box = False  # until the detector says so, no organism file is mounted
         self._fitted: bytes | None = None
+        self._refitted: dict[str, bytes | None] = {}
+        self._left_out: dict[str, list[Prediction]] = {}
         self._served = 0
         try:
             hello = self._start([])
@@ -396,9 +407,10 @@ class Sandboxed:
             return self._kill("the sandbox did not start")
         return None
 
-    def _start(self, organism_ids: Sequence[str], mount: bool = True) -> dict:
+    def _start(self, organism_ids: Sequence[str], fits: Sequence[bytes | None] = (), mount: bool = True) -> dict:
         """A fresh process holding these organisms' files (white box only, unless not `mount`ed: on the monitor
-        track the parent serves their activations) and the fitted detector, if any; returns its greeting."""
+        track the parent serves their activations) and the pickles of these fitted detectors (`given`); returns its
+        greeting."""
         if self._z is None and (failed := self._launch()):
             return failed
         assert self._z
@@ -406,10 +418,11 @@ class Sandboxed:
         self._run = self._z.scratch / f"run-{self._z.runs}"
         self._run.mkdir()
         os.chown(self._run, SANDBOX_UID, SANDBOX_UID)
-        if self._fitted is not None:
-            (self._run / FITTED).write_bytes(self._fitted)
+        for i, pickled in enumerate(fits):
+            if pickled is not None:
+                (self._run / given(i)).write_bytes(pickled)
         self._z.send({"judged": list(organism_ids), "keep": list(organism_ids) if self._white_box and mount else [],
-                      "run": self._run.name, "fitted": self._fitted is not None, "query_budget": self.query_budget})
+                      "run": self._run.name, "query_budget": self.query_budget})
         return self._call({"cmd": "hello"}, allowance=STARTUP_SECONDS)
 
     def _end_run(self) -> None:
@@ -569,9 +582,10 @@ class Sandboxed:
             self._fitted = None
             return None
         try:
-            reply = self._start([o.id for o in dev])
+            reply = self._start([o.id for o in dev], [self._fitted])
             if "error" not in reply:
-                reply = self._call({"cmd": "fit", "dev": [vars(o) for o in dev]}, frozenset(o.id for o in dev))
+                reply = self._call({"cmd": "fit", "dev": [vars(o) for o in dev], "fitted": _name(self._fitted, 0)},
+                                   frozenset(o.id for o in dev))
             if "error" not in reply:
                 assert self._run
                 self._fitted = _read_fitted(self._run / FITTED, self.limits.memory_mb)
@@ -583,32 +597,81 @@ class Sandboxed:
             self._fitted = None
         return reply.get("error")
 
+    def refit(self, devs: Mapping[str, Sequence[DevOrganism]]) -> None:
+        """Fit each refit now, so that an organism's process answers as the fit and every refit left the detector
+        (in process, the split is answered again after each refit)."""
+        fitted, self._refitted, self._left_out = self._fitted, {}, {}
+        for name, dev in devs.items():
+            self.fit(dev)
+            self._refitted[name] = self._fitted
+        self._fitted = fitted
+
     def answer(self, organism_id: str, track: Track, inputs: Sequence[str] = ()) -> Prediction:
-        start = time.monotonic()
+        refits = list(self._refitted.values()) if track == Track.AUDIT else []
+        first, *refitted = self._answers(organism_id, track, inputs, [self._fitted, *refits])
+        self._left_out[organism_id] = refitted
+        return first
+
+    def refitted_audits(self, ids: Sequence[str]) -> dict[str, list[Prediction]]:
+        if not self._refitted:
+            return {}
+        for oid in ids:
+            if not self._left_out.get(oid):  # answered before the run resumed
+                self._left_out[oid] = self._answers(oid, Track.AUDIT, (), list(self._refitted.values()))
+        return {name: [self._left_out[oid][i] for oid in ids] for i, name in enumerate(self._refitted)}
+
+    def _answers(self, organism_id: str, track: Track, inputs: Sequence[str], fits: Sequence[bytes | None]
+                 ) -> list[Prediction]:
+        """The detector's answer as each of these fits left it (None: unfitted), all in one process of this
+        organism's; after a failure that ends the process, the rest in another."""
+        found: list[Prediction] = []
+        while len(found) < len(fits):
+            found += self._answers_in_one_process(organism_id, track, inputs, fits[len(found):])
+        return found
+
+    def _answers_in_one_process(self, organism_id: str, track: Track, inputs: Sequence[str],
+                                fits: Sequence[bytes | None]) -> list[Prediction]:
+        """Answers as each fit left the detector, until one fails (the failure is the last answer)."""
+        monitoring, start, found = track == Track.MONITOR, time.monotonic(), []
         try:
-            monitoring = track == Track.MONITOR
-            reply = self._start([organism_id], mount=not monitoring)
-            if "error" not in reply:
-                reply = self._call({"cmd": "answer", "id": organism_id, "track": track.value, "inputs": list(inputs)},
+            reply = self._start([organism_id], fits, mount=not monitoring)
+            for i, fitted in enumerate(fits):
+                if "error" in reply:
+                    break
+                reply = self._call({"cmd": "answer", "id": organism_id, "track": track.value, "inputs": list(inputs),
+                                    "fitted": _name(fitted, i)},
                                    frozenset({organism_id}), self.query_budget, monitoring=monitoring)
-            if "prediction" in reply:  # the reply comes from the sandbox: check it as untrusted input
-                found = Prediction.model_validate(reply["prediction"])
-                if found.organism_id != organism_id:
-                    raise ValueError("answered for another organism")
-                world = organism_world(self.catalog.organism_dir(organism_id), self.catalog.spec_fingerprint)
-                # Only what the track asks for, checked, leaves the sandbox; times and (black-box) query counts are
-                # the parent's own, and a white-box detector's own count is not kept (it could be any number).
-                return Prediction(organism_id=organism_id, **_checked(found, track, len(inputs), world),
-                                  seconds=time.monotonic() - start, queries=0 if self._white_box else self._served)
+                if "prediction" not in reply:
+                    break
+                found.append(self._prediction(reply["prediction"], organism_id, track, len(inputs), start))
+                start = time.monotonic()
         except ValueError:
             reply = self._kill("sent a malformed reply")
         finally:
             self._end_run()
-        return Prediction(organism_id=organism_id, score=None, error=str(reply.get("error", "sent a malformed reply")),
-                          seconds=time.monotonic() - start, queries=0)
+        if len(found) < len(fits):
+            found.append(Prediction(organism_id=organism_id, score=None, queries=0, seconds=time.monotonic() - start,
+                                    error=str(reply.get("error", "sent a malformed reply"))))
+        return found
+
+    def _prediction(self, sent: object, organism_id: str, track: Track, n_inputs: int, start: float) -> Prediction:
+        """A sandbox's answer, checked as untrusted input. Only what the track asks for leaves the sandbox; times
+        and (black-box) query counts are the parent's own, and a white-box detector's own count is not kept (it
+        could be any number)."""
+        found = Prediction.model_validate(sent)
+        if found.organism_id != organism_id:
+            raise ValueError("answered for another organism")
+        world = organism_world(self.catalog.organism_dir(organism_id), self.catalog.spec_fingerprint)
+        return Prediction(organism_id=organism_id, **_checked(found, track, n_inputs, world),
+                          seconds=time.monotonic() - start, queries=0 if self._white_box else self._served)
 
     def close(self) -> None:
         self._park()
+
+
+def _name(fitted: bytes | None, i: int) -> str | None:
+    """The name of the i-th fitted detector's pickle in a process's run directory; None for an unfitted one."""
+    return None if fitted is None else given(i)
 
 
 def _read_fitted(path: Path, limit_mb: int) -> bytes:

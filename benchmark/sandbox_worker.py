@@ -5,7 +5,8 @@ per line.
 A worker sees only its run directory (as its scratch directory) and, for a white-box detector, the directories
 (read-only) of the organism it judges, or of the dev organisms it fits on. A black-box detector's handles
 ask the parent for every model call. After fitting, it pickles the detector into its run directory; the
-parent puts that pickle into each organism's run directory, where the worker starts from it.
+parent puts that pickle (and those of leave-one-family-out refits) into each organism's run directory, and each
+request names the one it starts from.
 """
 
 from __future__ import annotations
@@ -35,7 +36,12 @@ from benchmark.registry import BrokenContract, DetectorSource, instantiate
 from benchmark.worlds import public_world
 
 FITTED = "fitted.pickle"
-"""The fitted detector, written by the sandbox that fits it and put in each organism's sandbox."""
+"""The fitted detector, written by the process that fits it."""
+
+
+def given(i: int) -> str:
+    """The name of the i-th fitted detector the parent puts into a process's run directory."""
+    return f"given-{i}.pickle"
 
 
 class ParentQueries:
@@ -73,7 +79,7 @@ class ParentQueries:
 
 def serve(job: dict, requests, replies) -> None:
     main_pid = os.getpid()
-    detector = None
+    detector, fresh = None, False
 
     def reply(message: dict) -> None:
         if os.getpid() != main_pid:  # a forked copy of this worker must not answer for it
@@ -107,6 +113,20 @@ def serve(job: dict, requests, replies) -> None:
         if job["organisms"] and job["judged"]:
             import benchmark.handles  # noqa: F401 - torch and transformers, imported once here
 
+    def start_from(fitted: str | None) -> str | None:
+        """Start a request from a fitted detector's pickle, or from a fresh instance; a load failure, if any."""
+        nonlocal detector, fresh
+        try:
+            if fitted:
+                with open(fitted, "rb") as f:
+                    detector = pickle.load(f)
+            elif not fresh:
+                detector = instantiate(DetectorSource(**job["source"]))
+        except Exception as e:  # noqa: BLE001 - reported to the parent as a load failure
+            return f"{LOAD_FAILED}: {describe(e)}"
+        fresh = False
+        return None
+
     while line := requests.readline():
         request = json.loads(line)
         if request["cmd"] == "bye":
@@ -114,10 +134,7 @@ def serve(job: dict, requests, replies) -> None:
         if request["cmd"] == "hello":
             prepare()
             try:
-                detector = instantiate(DetectorSource(**job["source"]))  # imports the module the pickle names
-                if job["fitted"]:
-                    with open(FITTED, "rb") as f:
-                        detector = pickle.load(f)
+                detector, fresh = instantiate(DetectorSource(**job["source"])), True  # imports its module
                 reply({"name": detector.name, "tier": detector.tier.value, "tracks": sorted(detector.tracks),
                        "fits": getattr(detector, "fit", None) is not None,
                        "worlds": sorted(getattr(detector, "worlds", DEFAULT_WORLDS))})
@@ -125,6 +142,8 @@ def serve(job: dict, requests, replies) -> None:
                 reply({"contract": e.problems})
             except Exception as e:  # noqa: BLE001 - reported to the parent as a load failure
                 reply({"error": f"{LOAD_FAILED}: {describe(e)}"})
+        elif error := start_from(request["fitted"]):
+            reply({"error": error})
         elif request["cmd"] == "fit":
             dev = [LabeledOrganism(handle(o["id"]), o["label"], o["family"], o["role"]) for o in request["dev"]]
             error = fit_detector(detector, dev)
@@ -183,7 +202,7 @@ def main() -> None:
     def serve_one(order: dict) -> None:
         replies = os.fdopen(os.dup(1), "w")
         os.dup2(2, 1)  # whatever the detector prints goes where stderr goes (nowhere), never into the protocol
-        serve({**job, "judged": order["judged"], "fitted": order["fitted"], "query_budget": order["query_budget"],
+        serve({**job, "judged": order["judged"], "query_budget": order["query_budget"],
                "organisms": job["organisms"] if order["keep"] else None}, sys.stdin, replies)
 
     zygote(job, serve_one, channel)

@@ -238,7 +238,10 @@ def test_a_killed_host_resumes_and_scores_every_organism_once(killed: str, tiny_
         free.bind(("127.0.0.1", 0))
         port = free.getsockname()[1]
     started = command if killed == "work" else [*command[:4], "serve", "--dir", str(directory), "--port", str(port)]
-    worker = subprocess.Popen(started, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    scratch = tmp_path / "tmp"  # where its sandboxes' scratch directories go
+    scratch.mkdir()
+    worker = subprocess.Popen(started, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              env={**os.environ, "TMPDIR": str(scratch)})
     deadline = time.monotonic() + 300
     while store.submission(submission).organisms_done < 2:
         assert time.monotonic() < deadline and worker.poll() is None, worker.stderr.read().decode()[-2000:]
@@ -248,6 +251,8 @@ def test_a_killed_host_resumes_and_scores_every_organism_once(killed: str, tiny_
     time.sleep(1)
     assert store.submission(submission).state == "running"
     assert subprocess.run(["pgrep", "-f", f"host work --dir {directory}"], capture_output=True).stdout == b""
+    if killed == "serve":  # its worker, stopped by the kernel's SIGTERM, took its sandboxes with it
+        assert not list(scratch.glob("dab-sandbox-*"))
     with sqlite3.connect(store.path) as db:
         before = {json.loads(row[0])["organism_id"]: row[0] for row in db.execute("SELECT prediction FROM answers")}
     assert len(before) >= 2

@@ -14,6 +14,7 @@ import sys
 import textwrap
 import threading
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ import pytest
 from benchmark.api import Track
 from benchmark.executors import NOT_AN_INPUT, InProcess
 from benchmark.harness import dev_organisms, evaluate
+from benchmark.records import Prediction, RunRecord
 from benchmark.registry import load_detector, resolve
 from benchmark.sandbox import (
     ETC_FILES,
@@ -242,6 +244,35 @@ def test_a_fitted_detector_answers_in_each_organisms_sandbox_as_it_does_in_proce
         scores.append([executor.answer(oid, Track.AUDIT).score for oid in ids])
         executor.close()
     assert scores[0] == scores[1] and len(set(scores[0])) == len(ids)  # unfitted, it answers 0.5 for all
+
+
+class CutOffHalfway:
+    """A journal whose run was cut off halfway: the first half of the split is answered already."""
+
+    def __init__(self, done: list[Prediction]) -> None:
+        self.done = {p.organism_id: p for p in done}
+
+    def resume(self, *run: object) -> tuple[str, datetime, dict[str, Prediction]]:
+        return "resumed", datetime.now(UTC), dict(self.done)
+
+    def journal(self, run_id: str, prediction: Prediction) -> None:
+        pass
+
+    def add(self, record: RunRecord) -> None:
+        pass
+
+
+@pytest.mark.slow
+def test_each_organisms_process_answers_as_the_fit_and_every_refit_left_the_detector(tiny_catalog: Catalog) -> None:
+    """Leave-one-family-out refits answer in the organism's own process, as in process; organisms answered before
+    the run resumed are asked again by the refits alone."""
+    local = evaluate(InProcess(load_detector("weight_meta"), tiny_catalog), tiny_catalog, "test")
+    resumed = CutOffHalfway(local.predictions[:len(local.predictions) // 2])
+    sandboxed = evaluate(Sandboxed(resolve("weight_meta"), tiny_catalog), tiny_catalog, "test", store=resumed)
+    assert len(local.left_out) >= 2 and not any(p.error for ps in sandboxed.left_out.values() for p in ps)
+    assert {f: [p.score for p in ps] for f, ps in sandboxed.left_out.items()} == {
+        f: [p.score for p in ps] for f, ps in local.left_out.items()}
+    assert [p.score for p in sandboxed.predictions] == [p.score for p in local.predictions]
 
 
 @pytest.mark.slow
