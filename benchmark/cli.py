@@ -10,12 +10,14 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from benchmark.api import DEFAULT_QUERY_BUDGET, DEFAULT_WORLDS, Track
 from benchmark.limits import Limits
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
     from benchmark.shortcuts import GateRow
     from leaderboard.store import ResultStore
     from model_organisms.catalog import Catalog, CatalogSpec
+    from model_organisms.cluster import RayCluster
     from model_organisms.sealed import AnswerKeyEntry, Secret
 
 
@@ -70,6 +73,28 @@ TracksOpt = Annotated[list[Track] | None, typer.Option("--track", help="track(s)
 BudgetOpt = Annotated[int, typer.Option(help="black-box queries per organism and track", min=1)]
 
 
+class Trainer(StrEnum):
+    local = "local"
+    ray = "ray"
+
+
+ExecutorOpt = Annotated[Trainer, typer.Option("--executor", help="train in processes of this machine, or as tasks of a "
+                                                                "Ray cluster (pip install -e '.\\[ray]')")]
+AddressOpt = Annotated[str | None, typer.Option(help="with --executor ray: the cluster's HOST:PORT, or auto (default: "
+                                                     "a Ray instance on this machine for this command)")]
+
+
+def cluster_of(executor: Trainer, address: str | None) -> RayCluster | None:
+    from model_organisms.catalog import CatalogError
+    from model_organisms.cluster import RayCluster
+
+    if executor == Trainer.local:
+        if address is not None:
+            raise CatalogError("--address names a Ray cluster: give --executor ray with it")
+        return None
+    return RayCluster(address)
+
+
 ToOpt = Annotated[str | None, typer.Option("--to", help="a dab host's URL (http://host:port)")]
 TokenOpt = Annotated[str | None, typer.Option(envvar="DAB_TOKEN", help="your API token of that host")]
 
@@ -95,7 +120,7 @@ def user_errors() -> Iterator[None]:
     except Exception as e:
         if not isinstance(e, _user_error_types()):
             raise
-        errors.print(f"[bold red]dab:[/] {e}", highlight=False, soft_wrap=True)
+        errors.print(f"[bold red]dab:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 
@@ -104,7 +129,7 @@ GATE_TRIES = 3
 
 
 def ensure_built(name: str, seed: int | None = None, workers: int | None = None, secret: Secret | None = None,
-                 new_instance: bool = False) -> Catalog:
+                 new_instance: bool = False, cluster: RayCluster | None = None) -> Catalog:
     """The catalog instance of this cache, building it first if needed (see `build_catalog`), with the verdict of
     its shortcut gate. A newly drawn instance that fails the gate is set aside and another drawn, up to
     `GATE_TRIES` in all; one that exists already, or the instance of a given secret, fails as it is."""
@@ -112,7 +137,7 @@ def ensure_built(name: str, seed: int | None = None, workers: int | None = None,
 
     spec = load_spec(name, seed)
     drawn = not (catalog_dir(spec) / MANIFEST).is_file() or secret is not None or new_instance
-    catalog = _build_instance(spec, workers, secret, new_instance) if drawn else Catalog(catalog_dir(spec))
+    catalog = _build_instance(spec, workers, secret, new_instance, cluster) if drawn else Catalog(catalog_dir(spec))
     tries = 1
     while failures := _gate_failures(catalog):
         what = "; ".join(map(str, failures))
@@ -123,27 +148,33 @@ def ensure_built(name: str, seed: int | None = None, workers: int | None = None,
         errors.print(f"instance {catalog.fingerprint[:12]} of {name} fails the shortcut gate ({what}): setting it "
                      f"aside and drawing another, try {tries} of {GATE_TRIES} (docs/validity.md says why)",
                      highlight=False, soft_wrap=True)
-        catalog = _build_instance(spec, workers, None, True)
+        catalog = _build_instance(spec, workers, None, True, cluster)
     return catalog
 
 
-def _build_instance(spec: CatalogSpec, workers: int | None, secret: Secret | None, new_instance: bool) -> Catalog:
-    """Build an instance, saying first how long its training will take here."""
+def _build_instance(spec: CatalogSpec, workers: int | None, secret: Secret | None, new_instance: bool,
+                    cluster: RayCluster | None) -> Catalog:
+    """Build an instance, saying first how long its training will take here (or where, on a cluster)."""
     from model_organisms.build import build_catalog, worker_count
     from model_organisms.catalog import plan
     from model_organisms.estimate import estimate_seconds
     from model_organisms.sealed import SEALED, SECRET, Secret
 
     units = plan(spec, Secret.draw())  # the build's units have these kinds; their draws are the build's own
-    workers = worker_count(workers, len(units))
-    seconds = estimate_seconds(spec, units, workers)
-    errors.print(f"building catalog {spec.name}: {sum(len(u.recipes) for u in units)} organisms in "
-                 f"{len(units)} units on {workers} workers, about {seconds / 60:.0f} min of training on this "
-                 "machine (from step times measured now; certificates, compiling and retries come on top)",
-                 highlight=False, soft_wrap=True)
+    organisms = f"{sum(len(u.recipes) for u in units)} organisms in {len(units)} units"
+    if cluster:
+        seconds = None
+        errors.print(f"building catalog {spec.name}: {organisms} as tasks of the Ray cluster at "
+                     f"{cluster.address or 'a Ray instance started on this machine'}", highlight=False, soft_wrap=True)
+    else:
+        workers = worker_count(workers, len(units))
+        seconds = estimate_seconds(spec, units, workers)
+        errors.print(f"building catalog {spec.name}: {organisms} on {workers} workers, about {seconds / 60:.0f} min of "
+                     "training on this machine (from step times measured now; certificates, compiling and retries "
+                     "come on top)", highlight=False, soft_wrap=True)
     with Progress(f"building catalog {spec.name}", "units", estimate=seconds) as progress:
         catalog = build_catalog(spec, workers, log=progress.log, progress=progress.update, secret=secret,
-                                new_instance=new_instance)
+                                new_instance=new_instance, cluster=cluster)
     console.print(f"catalog [bold]{catalog.name}[/] instance {catalog.fingerprint[:12]} at {catalog.directory}; "
                   f"its secret: {catalog.directory / SEALED / SECRET}")
     return catalog
@@ -166,12 +197,14 @@ def build(name: CatalogArg = "quick", seed: SeedOpt = None,
           new_instance: Annotated[bool, typer.Option(help="set the built instance aside and build a new one, with a "
                                                           "fresh secret (or --secret-file's)")] = False,
           secret_file: Annotated[Path | None, typer.Option(help="build the instance of this saved secret (bit for bit "
-                                                               "on the same kind of CPU)")] = None) -> None:
+                                                               "on the same kind of CPU)")] = None,
+          executor: ExecutorOpt = Trainer.local, address: AddressOpt = None) -> None:
     """Build a catalog instance (trained, certified organisms) unless this cache holds one already."""
     from model_organisms.sealed import Secret
 
     with user_errors():
-        catalog = ensure_built(name, seed, workers, Secret.read(secret_file) if secret_file else None, new_instance)
+        catalog = ensure_built(name, seed, workers, Secret.read(secret_file) if secret_file else None, new_instance,
+                               cluster_of(executor, address))
         show_catalog(catalog)
 
 
@@ -204,7 +237,8 @@ def run(catalog: Annotated[str, typer.Option(help="catalog name or spec path")] 
         split: Annotated[list[str] | None, typer.Option(help="split(s) to run on")] = None,
         track: TracksOpt = None, query_budget: BudgetOpt = DEFAULT_QUERY_BUDGET, db: DbOpt = None,
         seed: SeedOpt = None,
-        again: Annotated[bool, typer.Option(help="re-run detectors that already have a result")] = False) -> None:
+        again: Annotated[bool, typer.Option(help="re-run detectors that already have a result")] = False,
+        executor: ExecutorOpt = Trainer.local, address: AddressOpt = None) -> None:
     """Build the catalog if needed, run the baselines on every split and track they answer, store results, show
     the leaderboard."""
     from benchmark.executors import InProcess
@@ -216,7 +250,7 @@ def run(catalog: Annotated[str, typer.Option(help="catalog name or spec path")] 
     with user_errors():
         detectors = [load_detector(name) for name in (detector or detector_names())]
         store = ResultStore(db)
-        built = ensure_built(catalog, seed)
+        built = ensure_built(catalog, seed, cluster=cluster_of(executor, address))
         for split_name in split or list(built.manifest.splits):
             built.ids(split_name)
             for det in detectors:

@@ -10,31 +10,61 @@ neither the order of their files on disk nor their times tells which finished tr
 
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing
 import os
 import shutil
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from filelock import FileLock
 
-from model_organisms.catalog import (MANIFEST, Catalog, CatalogError, CatalogManifest, CatalogSpec, Unit, catalog_dir,
-                                     instance_fingerprint, lm_world, plan, spec_fingerprint, write_json)
+from model_organisms.catalog import (
+    MANIFEST,
+    Catalog,
+    CatalogError,
+    CatalogManifest,
+    CatalogSpec,
+    Unit,
+    catalog_dir,
+    instance_fingerprint,
+    lm_world,
+    plan,
+    spec_fingerprint,
+    write_json,
+)
 from model_organisms.certificates import Certificate, Measurement, certificate_inputs, certify, measure
+from model_organisms.cluster import RayCluster
 from model_organisms.families import FAMILIES, OrganismRecipe
 from model_organisms.families.proxy import MAZE_FAMILIES, MazeRecipe
 from model_organisms.matching import match_trusted_loss
-from model_organisms.maze_training import (MazeMeasurement, MazeTrainingSpec, certificate_mazes, maze_world,
-                                           save_policy, train_policies)
+from model_organisms.maze_training import (
+    MazeMeasurement,
+    MazeTrainingSpec,
+    certificate_mazes,
+    maze_world,
+    save_policy,
+    train_policies,
+)
 from model_organisms.maze_training import certify as certify_policy
 from model_organisms.maze_training import measure as measure_policy
 from model_organisms.organism import save_organism
-from model_organisms.sealed import (ANSWER_KEY, SECRET, TRAINED, UNITS, AnswerKeyEntry, Secret, make_sealed_dir,
-                                    sealed_dir)
+from model_organisms.sealed import (
+    ANSWER_KEY,
+    SECRET,
+    TRAINED,
+    UNITS,
+    AnswerKeyEntry,
+    Secret,
+    make_sealed_dir,
+    sealed_dir,
+)
 from model_organisms.training import organism_seed
 
 Log = Callable[[str], None]
@@ -104,11 +134,25 @@ class MazeTrainer:
                 "payload": "", "goal": MAZE_FAMILIES[recipe.family] if recipe.label else None}
 
 
-def build_unit(spec: CatalogSpec, unit: Unit, partial: Path) -> dict:
-    """Train and certify one unit (retrying with new seeds); write its organisms and its record."""
+@dataclass(frozen=True)
+class TrainedUnit:
+    """A trained unit as it comes back from the process or cluster node that trained it: its record, and its
+    organisms' files (``ID/NAME``) with the sha256 each had there."""
+
+    record: dict
+    files: dict[str, bytes]
+    sha256: dict[str, str]
+    spec_fingerprint: str
+    """The spec's fingerprint as the trainer's dab computes it: a node running another dab trains other organisms."""
+
+
+def train_unit(spec: CatalogSpec, unit: Unit) -> TrainedUnit:
+    """Train and certify one unit (retrying with new seeds), in any process of any node: it needs the unit's
+    recipes alone, never the catalog's secret or directory."""
     torch.set_num_threads(1)
     trainer = MazeTrainer(spec, unit) if unit.world == "maze" else AssistantTrainer(spec, unit)
     record: dict = {"key": unit.key, "split": unit.split, "world": unit.world, "attempts": [], "entries": []}
+    files: dict[str, bytes] = {}
     for attempt in range(spec.max_attempts):
         start = time.perf_counter()
         models = trainer.train(unit.recipes, attempt)
@@ -120,8 +164,11 @@ def build_unit(spec: CatalogSpec, unit: Unit, partial: Path) -> dict:
             r.role: c.failures for r, c in zip(unit.recipes, certs) if c.failures},
             "certificates": {r.role: c.model_dump(mode="json") for r, c in zip(unit.recipes, certs)}})
         if all(c.passed for c in certs):
-            for oid, model in zip(unit.ids, models):
-                trainer.save(sealed_dir(partial) / TRAINED / oid, oid, model)
+            with tempfile.TemporaryDirectory() as directory:
+                for oid, model in zip(unit.ids, models):
+                    trainer.save(Path(directory) / oid, oid, model)
+                files = {path.relative_to(directory).as_posix(): path.read_bytes()
+                         for path in sorted(Path(directory).rglob("*")) if path.is_file()}
             for i, (recipe, cert) in enumerate(zip(unit.recipes, certs)):
                 twin = unit.ids[1 - i] if len(unit.ids) == 2 else None
                 record["entries"].append(AnswerKeyEntry(
@@ -129,15 +176,38 @@ def build_unit(spec: CatalogSpec, unit: Unit, partial: Path) -> dict:
                     seed=organism_seed(recipe.seed, attempt), group=unit.key, twin=twin,
                     certificate=cert).model_dump(mode="json"))
             break
-    write_json(sealed_dir(partial) / UNITS / f"{unit.key}.json", record)
-    return record
+    return TrainedUnit(record, files, {name: hashlib.sha256(data).hexdigest() for name, data in files.items()},
+                       spec_fingerprint(spec))
+
+
+def store_unit(spec: CatalogSpec, unit: Unit, trained: TrainedUnit, partial: Path) -> dict:
+    """Check a trained unit that came back and write it into the build: its organisms, then its record (the
+    build's journal); `CatalogError` when it is not what was asked for or a file arrived changed."""
+    if trained.spec_fingerprint != spec_fingerprint(spec):
+        raise CatalogError(f"unit {unit.key} was trained by another version of dab (spec fingerprint "
+                           f"{trained.spec_fingerprint[:12]}, not {spec_fingerprint(spec)[:12]}): install this one on "
+                           "every node")
+    for name, data in trained.files.items():
+        oid, _, filename = name.partition("/")
+        if oid not in unit.ids or not filename or ".." in Path(filename).parts:
+            raise CatalogError(f"unit {unit.key}: a file {name!r} that is none of its organisms'")
+        if hashlib.sha256(data).hexdigest() != trained.sha256.get(name):
+            raise CatalogError(f"unit {unit.key}: {name} arrived changed (its sha256 differs from the trainer's)")
+    if trained.record.get("key") != unit.key:
+        raise CatalogError(f"unit {unit.key}: the record that came back is unit {trained.record.get('key')!r}'s")
+    for name, data in trained.files.items():
+        path = sealed_dir(partial) / TRAINED / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    write_json(sealed_dir(partial) / UNITS / f"{unit.key}.json", trained.record)
+    return trained.record
 
 
 def build_catalog(spec: CatalogSpec, workers: int | None = None, log: Log = print,
                   progress: Callable[[int, int], None] | None = None, secret: Secret | None = None,
-                  new_instance: bool = False) -> Catalog:
-    """The spec's instance in this cache, built first if there is none. `progress(done, total)` is called as
-    units finish.
+                  new_instance: bool = False, cluster: RayCluster | None = None) -> Catalog:
+    """The spec's instance in this cache, built first if there is none, in local processes or on a Ray `cluster`.
+    `progress(done, total)` is called as units finish.
 
     A new instance draws a fresh secret, or uses `secret` (which rebuilds the instance it belongs to, bit for bit
     on the same kind of CPU). An instance already built is reused; one that is not `secret`'s is an error unless
@@ -158,7 +228,7 @@ def build_catalog(spec: CatalogSpec, workers: int | None = None, log: Log = prin
                                    "--new-instance sets the built one aside")
             else:
                 return built
-        _build(spec, final, workers, log, progress, secret)
+        _build(spec, final, workers, log, progress, secret, cluster)
     return Catalog(final)
 
 
@@ -182,8 +252,8 @@ def worker_count(workers: int | None, units: int) -> int:
     return max(1, min(workers or os.cpu_count() or 1, units or 1))
 
 
-def _build(spec: CatalogSpec, final: Path, workers: int | None, log: Log,
-           progress: Callable[[int, int], None] | None, secret: Secret | None) -> None:
+def _build(spec: CatalogSpec, final: Path, workers: int | None, log: Log, progress: Callable[[int, int], None] | None,
+           secret: Secret | None, cluster: RayCluster | None) -> None:
     partial = final.with_name(final.name + ".partial")
     secret = _instance_secret(partial, secret, log)
     units = plan(spec, secret)
@@ -197,8 +267,8 @@ def _build(spec: CatalogSpec, final: Path, workers: int | None, log: Log,
     start = time.perf_counter()
     if progress:
         progress(len(done), len(units))
-    for record in _run_units(spec, todo, partial, workers):
-        done[record["key"]] = record
+    for unit, result in _run_units(spec, todo, workers, cluster):
+        record = done[unit.key] = store_unit(spec, unit, result, partial)
         for n, attempt in enumerate(record["attempts"], 1):
             for role, failures in attempt["failures"].items():
                 log(f"{record['key']} attempt {n}: {role} failed its certificate: {'; '.join(failures)}")
@@ -209,7 +279,8 @@ def _build(spec: CatalogSpec, final: Path, workers: int | None, log: Log,
     trained = sum(len(u.recipes) * len(done[u.key]["attempts"]) for u in todo)
     if trained:
         minutes = (time.perf_counter() - start) / 60
-        log(f"trained {trained} organisms in {minutes:.1f} min ({trained / minutes:.1f} organisms/min, {workers} workers)")
+        where = "as Ray tasks" if cluster else f"{workers} workers"
+        log(f"trained {trained} organisms in {minutes:.1f} min ({trained / minutes:.1f} organisms/min, {where})")
     _seal(spec, secret, units, done, partial, final, log)
 
 
@@ -230,16 +301,20 @@ def schedule(units: list[Unit]) -> list[Unit]:
     return [*first.values(), *(u for u in ordered if u not in first.values())]
 
 
-def _run_units(spec: CatalogSpec, todo: list[Unit], partial: Path, workers: int):
-    if workers == 1:
+def _run_units(spec: CatalogSpec, todo: list[Unit], workers: int, cluster: RayCluster | None
+               ) -> Iterator[tuple[Unit, TrainedUnit]]:
+    """Train the units in this order, as tasks of a Ray cluster or in `workers` local processes; each as it ends."""
+    if cluster is not None:
+        yield from cluster.run(train_unit, [(spec, unit) for unit in todo], todo)
+    elif workers == 1:
         for unit in todo:
-            yield build_unit(spec, unit, partial)
-        return
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
-        futures = [pool.submit(build_unit, spec, unit, partial) for unit in todo]
-        for future in as_completed(futures):
-            yield future.result()
+            yield unit, train_unit(spec, unit)
+    else:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            futures = {pool.submit(train_unit, spec, unit): unit for unit in todo}
+            for future in as_completed(futures):
+                yield futures[future], future.result()
 
 
 def _seal(spec: CatalogSpec, secret: Secret, units: list[Unit], done: dict[str, dict], partial: Path, final: Path,

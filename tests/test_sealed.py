@@ -20,7 +20,7 @@ from benchmark.executors import InProcess
 from benchmark.harness import evaluate
 from benchmark.registry import load_detector, resolve
 from benchmark.sandbox import Sandboxed, sandbox_unavailable
-from model_organisms.build import PUBLISHED_TIME, build_catalog
+from model_organisms.build import PUBLISHED_TIME, build_catalog, store_unit
 from model_organisms.catalog import (
     SEALED_SPLITS,
     Catalog,
@@ -31,7 +31,7 @@ from model_organisms.catalog import (
     spec_fingerprint,
 )
 from model_organisms.organism import read_card
-from model_organisms.sealed import SEALED, SECRET, TRAINED, SealedError, Secret, answer_key, secret
+from model_organisms.sealed import SEALED, SECRET, TRAINED, UNITS, SealedError, Secret, answer_key, secret
 from model_organisms.worlds import AssistantWorld
 
 SEEDED = np.random.default_rng(31)
@@ -201,12 +201,15 @@ def test_a_saved_secret_rebuilds_a_sealed_organism_bit_for_bit(tiny_catalog: Cat
     """Rebuilt in a process of its own that compiles, as the tiny catalog's build workers do (this one does not)."""
     spec, key = load_spec("tiny"), answer_key(tiny_catalog)
     unit = next(u for u in plan(spec, secret(tiny_catalog)) if u.split == "holdout" and len(u.recipes) == 1)
-    script = ("import json, pickle, sys\nfrom model_organisms.build import build_unit\n"
-              "spec, unit, out = pickle.load(sys.stdin.buffer)\nprint(json.dumps(build_unit(spec, unit, out)))")
-    done = subprocess.run([sys.executable, "-c", script], input=pickle.dumps((spec, unit, tmp_path)),
+    script = ("import pathlib, pickle, sys\nfrom model_organisms.build import train_unit\n"
+              "spec, unit = pickle.load(sys.stdin.buffer)\n"
+              "pathlib.Path(sys.argv[1]).write_bytes(pickle.dumps(train_unit(spec, unit)))")
+    trained = tmp_path / "trained.pickle"
+    done = subprocess.run([sys.executable, "-c", script, str(trained)], input=pickle.dumps((spec, unit)),
                           env={**os.environ, "DAB_COMPILE": "1"}, capture_output=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
-    record = json.loads(done.stdout.decode().splitlines()[-1])
+    store_unit(spec, unit, pickle.loads(trained.read_bytes()), tmp_path)
+    record = json.loads((tmp_path / SEALED / UNITS / f"{unit.key}.json").read_text())
     assert record["entries"] == [key[unit.ids[0]].model_dump(mode="json")]
     assert (read_card(tmp_path / SEALED / TRAINED / unit.ids[0]) ==
             read_card(tiny_catalog.organism_dir(unit.ids[0])))  # the same weights' sha256
