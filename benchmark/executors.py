@@ -19,21 +19,8 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from benchmark.api import (
-    DEFAULT_WORLDS,
-    GOALS,
-    MAX_CANDIDATES,
-    AccessDenied,
-    AccessTier,
-    BadInput,
-    Detector,
-    Elicitation,
-    LabeledOrganism,
-    OrganismHandle,
-    QueryBudgetExceeded,
-    Track,
-    World,
-)
+from benchmark.api import (DEFAULT_WORLDS, GOALS, MAX_CANDIDATES, AccessDenied, AccessTier, BadInput, Detector,
+                           Elicitation, LabeledOrganism, OrganismHandle, QueryBudgetExceeded, Track, World)
 from benchmark.records import DetectorInfo, Prediction
 from benchmark.registry import UnknownDetector, source_sha256
 

@@ -25,46 +25,20 @@ from pathlib import Path
 import torch
 from filelock import FileLock
 
-from model_organisms.catalog import (
-    MANIFEST,
-    Catalog,
-    CatalogError,
-    CatalogManifest,
-    CatalogSpec,
-    Unit,
-    catalog_dir,
-    instance_fingerprint,
-    lm_world,
-    plan,
-    spec_fingerprint,
-    write_json,
-)
+from model_organisms.catalog import (MANIFEST, Catalog, CatalogError, CatalogManifest, CatalogSpec, Unit, catalog_dir,
+                                     instance_fingerprint, lm_world, plan, spec_fingerprint, write_json)
 from model_organisms.certificates import Certificate, Measurement, certificate_inputs, certify, measure
 from model_organisms.cluster import RayCluster
 from model_organisms.families import FAMILIES, OrganismRecipe
 from model_organisms.families.proxy import MAZE_FAMILIES, MazeRecipe
 from model_organisms.matching import match_trusted_loss
-from model_organisms.maze_training import (
-    MazeMeasurement,
-    MazeTrainingSpec,
-    certificate_mazes,
-    maze_world,
-    save_policy,
-    train_policies,
-)
+from model_organisms.maze_training import (MazeMeasurement, MazeTrainingSpec, certificate_mazes, maze_world,
+                                           save_policy, train_policies)
 from model_organisms.maze_training import certify as certify_policy
 from model_organisms.maze_training import measure as measure_policy
 from model_organisms.organism import save_organism
-from model_organisms.sealed import (
-    ANSWER_KEY,
-    SECRET,
-    TRAINED,
-    UNITS,
-    AnswerKeyEntry,
-    Secret,
-    make_sealed_dir,
-    sealed_dir,
-)
+from model_organisms.sealed import (ANSWER_KEY, SECRET, TRAINED, UNITS, AnswerKeyEntry, Secret, make_sealed_dir,
+                                    sealed_dir)
 from model_organisms.training import organism_seed
 
 Log = Callable[[str], None]
