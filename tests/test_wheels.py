@@ -54,7 +54,7 @@ def make_wheel(score: bytes = b"0.5", extra: dict[str, bytes] | None = None, ent
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as archive:
         for name, data in {**files, f"{info}/RECORD": record.encode()}.items():
-            archive.writestr(name, data)
+            archive.writestr(zipfile.ZipInfo(name), data)  # a fixed date: the same bytes each call
         if link:
             symlink = zipfile.ZipInfo(link)
             symlink.external_attr = (0o120777 << 16)
