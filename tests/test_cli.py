@@ -20,6 +20,7 @@ from benchmark.cli import app
 from benchmark.progress import Progress
 from benchmark.worlds import TRUSTED_INPUTS
 from leaderboard.store import ResultStore
+from model_organisms import estimate
 from model_organisms.catalog import Catalog, CatalogError, load_spec, plan
 from model_organisms.estimate import estimate_seconds
 from model_organisms.sealed import Secret
@@ -211,11 +212,16 @@ def test_progress_speaks_at_least_every_heartbeat_with_what_is_left() -> None:
     assert lines[-1].startswith("[dab] building catalog x: 1/4 units, 0:00 elapsed, about 0:0")  # 3 units' pace
 
 
-def test_a_build_is_estimated_from_step_times_measured_here() -> None:
+def test_a_build_is_estimated_from_step_times_measured_here(monkeypatch: pytest.MonkeyPatch) -> None:
     spec = load_spec("micro")
     units = plan(spec, Secret(bytes(32)))
-    one, two = estimate_seconds(spec, units, 1), estimate_seconds(spec, units, 2)
-    assert 0 < two < one  # a pair and a decoy: two workers train them side by side
+    measured, measure = [], estimate.seconds_per_step
+    monkeypatch.setattr(estimate, "seconds_per_step", lambda step: measured.append(measure(step)) or measured[-1])
+    one = estimate_seconds(spec, units, 1)
+    replayed = iter(measured)  # the same step times for two workers: a loaded machine's noise is not the schedule
+    monkeypatch.setattr(estimate, "seconds_per_step", lambda step: next(replayed))
+    two = estimate_seconds(spec, units, 2)
+    assert len(measured) == 2 and 0 < two < one  # a pair and a decoy: two workers train them side by side
 
 
 def test_the_version_and_every_help_answer_without_importing_models() -> None:
