@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 
@@ -216,7 +217,12 @@ def test_a_build_is_estimated_from_step_times_measured_here(monkeypatch: pytest.
     spec = load_spec("micro")
     units = plan(spec, Secret(bytes(32)))
     measured, measure = [], estimate.seconds_per_step
-    monkeypatch.setattr(estimate, "seconds_per_step", lambda step: measured.append(measure(step)) or measured[-1])
+
+    def measured_here(step: Callable[[], None]) -> float:
+        measured.append(measure(step))
+        return measured[-1]
+
+    monkeypatch.setattr(estimate, "seconds_per_step", measured_here)
     one = estimate_seconds(spec, units, 1)
     replayed = iter(measured)  # the same step times for two workers: a loaded machine's noise is not the schedule
     monkeypatch.setattr(estimate, "seconds_per_step", lambda step: next(replayed))

@@ -7,7 +7,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -225,8 +224,8 @@ SLOW = DETECTOR.replace(b"        return 0.5", b"        import time\n        ti
 
 @pytest.mark.slow
 @pytest.mark.parametrize("killed", ["work", "serve"])
-def test_a_killed_host_resumes_and_scores_every_organism_once(killed: str, tiny_catalog: Catalog,
-                                                              tmp_path: Path) -> None:
+def test_a_killed_host_resumes_and_scores_every_organism_once(killed: str, tiny_catalog: Catalog, tmp_path: Path,
+                                                              free_port: int) -> None:
     """kill -9 of the worker, or of the server (whose worker the kernel then stops), mid-evaluation; the next worker
     takes the submission up from its journal."""
     directory = tmp_path / "host"
@@ -234,10 +233,8 @@ def test_a_killed_host_resumes_and_scores_every_organism_once(killed: str, tiny_
     submission = queue(directory, SLOW)
     store = HostStore(directory / DB)
     command = [sys.executable, "-m", "benchmark.cli", "host", "work", "--dir", str(directory)]
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        port = free.getsockname()[1]
-    started = command if killed == "work" else [*command[:4], "serve", "--dir", str(directory), "--port", str(port)]
+    served = [*command[:4], "serve", "--dir", str(directory), "--port", str(free_port)]
+    started = command if killed == "work" else served
     scratch = tmp_path / "tmp"  # where its sandboxes' scratch directories go
     scratch.mkdir()
     worker = subprocess.Popen(started, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -400,7 +397,8 @@ def test_a_host_failure_fails_that_submission_only_and_the_worker_goes_on(micro_
 
 @pytest.mark.skipif(sandbox_unavailable() is not None, reason=f"{sandbox_unavailable()}")
 def test_the_served_web_process_reaches_no_catalog_and_writes_only_the_host_directory(micro_catalog: Catalog,
-                                                                                    tmp_path: Path) -> None:
+                                                                                    tmp_path: Path,
+                                                                                    free_port: int) -> None:
     directory = tmp_path / "host"
     (directory / UPLOADS).mkdir(parents=True)
     sha = write_bundle(micro_catalog, directory / BUNDLE, dab_version())
@@ -422,17 +420,14 @@ for path in ({str(tmp_path / "outside")!r}, {str(Path(sys.prefix) / "escaped")!r
     assert done.returncode == 0 and done.stdout.split() == ["read-only", "read-only"], done.stderr
     assert (directory / "written").read_text() == "ok" and key.is_file()
     assert not (tmp_path / "outside").exists() and not (Path(sys.prefix) / "escaped").exists()
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        port = free.getsockname()[1]
     env = {**os.environ, "DAB_CACHE_DIR": str(micro_catalog.directory.parent.parent)}
     server = subprocess.Popen([sys.executable, "-m", "benchmark.cli", "host", "serve", "--dir", str(directory),
-                               "--port", str(port)], env=env, stderr=subprocess.PIPE)
+                               "--port", str(free_port)], env=env, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 60
         while True:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/bundle", timeout=5) as response:
+                with urllib.request.urlopen(f"http://127.0.0.1:{free_port}/api/bundle", timeout=5) as response:
                     assert hashlib.sha256(response.read()).hexdigest() == sha
                     break
             except urllib.error.URLError:
