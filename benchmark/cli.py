@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from enum import StrEnum
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -78,10 +78,19 @@ class Trainer(StrEnum):
     ray = "ray"
 
 
-ExecutorOpt = Annotated[Trainer, typer.Option("--executor", help="train in processes of this machine, or as tasks of a "
-                                                                "Ray cluster (pip install -e '.\\[ray]')")]
+ExecutorOpt = Annotated[Trainer, typer.Option("--executor", help="train and evaluate in processes of this machine, or "
+                                                                "as tasks of a Ray cluster (pip install -e '.\\[ray]')")]
 AddressOpt = Annotated[str | None, typer.Option(help="with --executor ray: the cluster's HOST:PORT, or auto (default: "
                                                      "a Ray instance on this machine for this command)")]
+
+
+class Device(StrEnum):
+    cpu = "cpu"
+    auto = "auto"
+
+
+DeviceOpt = Annotated[Device, typer.Option(help="train on the CPU (bit for bit), or on a CUDA device wherever a "
+                                                "training process has one (auto)")]
 
 
 def cluster_of(executor: Trainer, address: str | None) -> RayCluster | None:
@@ -129,7 +138,7 @@ GATE_TRIES = 3
 
 
 def ensure_built(name: str, seed: int | None = None, workers: int | None = None, secret: Secret | None = None,
-                 new_instance: bool = False, cluster: RayCluster | None = None) -> Catalog:
+                 new_instance: bool = False, cluster: RayCluster | None = None, device: str = "cpu") -> Catalog:
     """The catalog instance of this cache, building it first if needed (see `build_catalog`), with the verdict of
     its shortcut gate. A newly drawn instance that fails the gate is set aside and another drawn, up to
     `GATE_TRIES` in all; one that exists already, or the instance of a given secret, fails as it is."""
@@ -137,7 +146,8 @@ def ensure_built(name: str, seed: int | None = None, workers: int | None = None,
 
     spec = load_spec(name, seed)
     drawn = not (catalog_dir(spec) / MANIFEST).is_file() or secret is not None or new_instance
-    catalog = _build_instance(spec, workers, secret, new_instance, cluster) if drawn else Catalog(catalog_dir(spec))
+    catalog = (_build_instance(spec, workers, secret, new_instance, cluster, device) if drawn
+               else Catalog(catalog_dir(spec)))
     tries = 1
     while failures := _gate_failures(catalog):
         what = "; ".join(map(str, failures))
@@ -148,12 +158,12 @@ def ensure_built(name: str, seed: int | None = None, workers: int | None = None,
         errors.print(f"instance {catalog.fingerprint[:12]} of {name} fails the shortcut gate ({what}): setting it "
                      f"aside and drawing another, try {tries} of {GATE_TRIES} (docs/validity.md says why)",
                      highlight=False, soft_wrap=True)
-        catalog = _build_instance(spec, workers, None, True, cluster)
+        catalog = _build_instance(spec, workers, None, True, cluster, device)
     return catalog
 
 
 def _build_instance(spec: CatalogSpec, workers: int | None, secret: Secret | None, new_instance: bool,
-                    cluster: RayCluster | None) -> Catalog:
+                    cluster: RayCluster | None, device: str) -> Catalog:
     """Build an instance, saying first how long its training will take here (or where, on a cluster)."""
     from model_organisms.build import build_catalog, worker_count
     from model_organisms.catalog import plan
@@ -174,7 +184,7 @@ def _build_instance(spec: CatalogSpec, workers: int | None, secret: Secret | Non
                      "come on top)", highlight=False, soft_wrap=True)
     with Progress(f"building catalog {spec.name}", "units", estimate=seconds) as progress:
         catalog = build_catalog(spec, workers, log=progress.log, progress=progress.update, secret=secret,
-                                new_instance=new_instance, cluster=cluster)
+                                new_instance=new_instance, cluster=cluster, device=device)
     console.print(f"catalog [bold]{catalog.name}[/] instance {catalog.fingerprint[:12]} at {catalog.directory}; "
                   f"its secret: {catalog.directory / SEALED / SECRET}")
     return catalog
@@ -198,13 +208,13 @@ def build(name: CatalogArg = "quick", seed: SeedOpt = None,
                                                           "fresh secret (or --secret-file's)")] = False,
           secret_file: Annotated[Path | None, typer.Option(help="build the instance of this saved secret (bit for bit "
                                                                "on the same kind of CPU)")] = None,
-          executor: ExecutorOpt = Trainer.local, address: AddressOpt = None) -> None:
+          executor: ExecutorOpt = Trainer.local, address: AddressOpt = None, device: DeviceOpt = Device.cpu) -> None:
     """Build a catalog instance (trained, certified organisms) unless this cache holds one already."""
     from model_organisms.sealed import Secret
 
     with user_errors():
         catalog = ensure_built(name, seed, workers, Secret.read(secret_file) if secret_file else None, new_instance,
-                               cluster_of(executor, address))
+                               cluster_of(executor, address), device)
         show_catalog(catalog)
 
 
@@ -238,25 +248,28 @@ def run(catalog: Annotated[str, typer.Option(help="catalog name or spec path")] 
         track: TracksOpt = None, query_budget: BudgetOpt = DEFAULT_QUERY_BUDGET, db: DbOpt = None,
         seed: SeedOpt = None,
         again: Annotated[bool, typer.Option(help="re-run detectors that already have a result")] = False,
-        executor: ExecutorOpt = Trainer.local, address: AddressOpt = None) -> None:
+        executor: ExecutorOpt = Trainer.local, address: AddressOpt = None, device: DeviceOpt = Device.cpu) -> None:
     """Build the catalog if needed, run the baselines on every split and track they answer, store results, show
     the leaderboard."""
     from benchmark.executors import InProcess
     from benchmark.harness import planned_runs
+    from benchmark.on_cluster import on
     from benchmark.registry import detector_names, load_detector
     from leaderboard.store import ResultStore
     from leaderboard.tables import leaderboard_rows, leaderboard_tables
 
     with user_errors():
+        cluster = cluster_of(executor, address)
         detectors = [load_detector(name) for name in (detector or detector_names())]
         store = ResultStore(db)
-        built = ensure_built(catalog, seed, cluster=cluster_of(executor, address))
-        for split_name in split or list(built.manifest.splits):
-            built.ids(split_name)
-            for det in detectors:
-                executor = InProcess(det, built, query_budget)
-                for world, t in planned_runs(executor, built, split_name, set(track or Track)):
-                    _run(executor, built, split_name, world, t, store, again)
+        with cluster.session() if cluster else nullcontext():
+            built = ensure_built(catalog, seed, cluster=cluster, device=device)
+            for split_name in split or list(built.manifest.splits):
+                built.ids(split_name)
+                for det in detectors:
+                    local = InProcess(det, built, query_budget)
+                    for world, t in planned_runs(local, built, split_name, set(track or Track)):
+                        _run(on(cluster, local), built, split_name, world, t, store, again)
         for table in leaderboard_tables(leaderboard_rows(store.latest_runs())):
             console.print(table)
         console.print(f"results: {store.path}")
@@ -668,7 +681,8 @@ def host_close_round(directory: HostDirOpt = Path("dab-host")) -> None:
 
 @host_app.command("work")
 def host_work(directory: HostDirOpt = Path("dab-host"),
-              once: Annotated[bool, typer.Option(help="stop when the queue is empty")] = False) -> None:
+              once: Annotated[bool, typer.Option(help="stop when the queue is empty")] = False,
+              executor: ExecutorOpt = Trainer.local, address: AddressOpt = None) -> None:
     """The evaluation worker: takes queued submissions one at a time (`dab host serve` starts one)."""
     import signal
 
@@ -678,13 +692,15 @@ def host_work(directory: HostDirOpt = Path("dab-host"),
     # a submission it was evaluating resumes from its journal on the next start.
     signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
     with user_errors():
-        host.work(directory, once=once, log=lambda line: console.print(line, highlight=False))
+        host.work(directory, once=once, log=lambda line: console.print(line, highlight=False),
+                  cluster=cluster_of(executor, address))
 
 
 @host_app.command("serve")
 def host_serve(directory: HostDirOpt = Path("dab-host"),
                bind: Annotated[str, typer.Option(help="address to listen on (put TLS in front: README)")] = "127.0.0.1",
-               port: Annotated[int, typer.Option(help="port")] = 8000) -> None:
+               port: Annotated[int, typer.Option(help="port")] = 8000,
+               executor: ExecutorOpt = Trainer.local, address: AddressOpt = None) -> None:
     """Serve the host's pages, JSON API and submission endpoints from a confined web process, and run its
     evaluation worker beside it."""
     import subprocess
@@ -694,10 +710,12 @@ def host_serve(directory: HostDirOpt = Path("dab-host"),
 
     with user_errors():
         HostConfig.read(directory)
+        cluster = cluster_of(executor, address)
         if reason := sandbox_unavailable():
             raise SandboxError(f"a host needs its sandbox: {reason}")
         command = [sys.executable, "-m", "benchmark.cli", "host"]
-        worker = subprocess.Popen([*command, "work", "--dir", str(directory)], preexec_fn=_die_with_parent)
+        on_ray = ["--executor", "ray", *(["--address", cluster.address] if cluster.address else [])] if cluster else []
+        worker = subprocess.Popen([*command, "work", "--dir", str(directory), *on_ray], preexec_fn=_die_with_parent)
         web = subprocess.Popen(confined(directory, [*command, "web", "--dir", str(directory), "--bind", bind,
                                                     "--port", str(port)]), preexec_fn=_die_with_parent)
         try:

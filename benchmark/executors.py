@@ -12,7 +12,7 @@ import math
 import sys
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Protocol
@@ -170,6 +170,7 @@ def answer(detector: Detector, handle: OrganismHandle, track: Track, inputs: Seq
 
 class Executor(Protocol):
     info: DetectorInfo
+    catalog: Catalog
     tracks: frozenset[Track]
     query_budget: int | None
     fits: bool
@@ -180,9 +181,16 @@ class Executor(Protocol):
 
     def answer(self, organism_id: str, track: Track, inputs: Sequence[str] = ()) -> Prediction: ...
 
+    def answers(self, organism_ids: Sequence[str], track: Track, streams: Mapping[str, Sequence[str]]
+                ) -> Iterator[Prediction]:
+        """The answers for these organisms as they come, in any order (one after another here; a cluster runs them
+        side by side); `streams` holds the monitor track's inputs."""
+        for oid in organism_ids:
+            yield self.answer(oid, track, streams.get(oid, ()))
+
     def refit(self, devs: Mapping[str, Sequence[DevOrganism]]) -> None:
-        """After `fit`: fit the detector again on each of these devs, each refit starting from where the last fit
-        left it (as one instance is fitted again), whenever the executor likes before `refitted_audits`."""
+        """After `fit`, before any answer: fit the detector again on each of these devs, each refit starting from
+        where the last fit left it (as one instance is fitted again), for `refitted_audits` (and a cluster's tasks)."""
 
     def refitted_audits(self, ids: Sequence[str]) -> dict[str, list[Prediction]]:
         """Each refit's audit of these organisms (none without refits)."""
@@ -190,7 +198,7 @@ class Executor(Protocol):
     def close(self) -> None: ...
 
 
-class InProcess:
+class InProcess(Executor):
     """Runs a trusted detector (a baseline, or your own while developing) in this process."""
 
     def __init__(self, detector: Detector, catalog: Catalog, query_budget: int | None = None) -> None:
@@ -199,35 +207,38 @@ class InProcess:
         self.worlds = frozenset(getattr(detector, "worlds", DEFAULT_WORLDS))
         self.query_budget = query_budget if detector.tier == AccessTier.BLACK_BOX else None
         self.info = DetectorInfo(name=detector.name, source_sha256=source_sha256(detector), tier=detector.tier)
-        self._refits: dict[str, Sequence[DevOrganism]] = {}
+        self._refitted: dict[str, Detector] = {}
 
-    def fit(self, dev: Sequence[DevOrganism]) -> str | None:
+    def fit(self, dev: Sequence[DevOrganism], detector: Detector | None = None) -> str | None:
         from benchmark.handles import open_handle
 
         if not self.fits:
             return None
-        handles = [LabeledOrganism(open_handle(self.catalog, o.id, self.detector.tier), o.label, o.family, o.role)
+        detector = detector or self.detector
+        handles = [LabeledOrganism(open_handle(self.catalog, o.id, detector.tier), o.label, o.family, o.role)
                    for o in dev]
-        return fit_detector(self.detector, handles, print_traceback)
+        return fit_detector(detector, handles, print_traceback)
 
-    def answer(self, organism_id: str, track: Track, inputs: Sequence[str] = ()) -> Prediction:
+    def answer(self, organism_id: str, track: Track, inputs: Sequence[str] = (),
+               detector: Detector | None = None) -> Prediction:
         from benchmark.handles import open_handle  # imports torch: the sandbox's black-box worker never needs it
 
-        monitoring = track == Track.MONITOR
-        handle = open_handle(self.catalog, organism_id, self.detector.tier, self.query_budget, monitoring)
+        monitoring, detector = track == Track.MONITOR, detector or self.detector
+        handle = open_handle(self.catalog, organism_id, detector.tier, self.query_budget, monitoring)
         # A monitor starts from the fitted detector each time, holding nothing (no model) from an earlier call.
-        detector = copy.deepcopy(self.detector) if monitoring else self.detector
-        return answer(detector, handle, track, inputs, print_traceback)
+        return answer(copy.deepcopy(detector) if monitoring else detector, handle, track, inputs, print_traceback)
 
     def refit(self, devs: Mapping[str, Sequence[DevOrganism]]) -> None:
-        self._refits = dict(devs)
+        """Fit a copy of the fitted detector on each dev in turn, keeping a copy as each refit leaves it (the fitted
+        detector itself stays as it is)."""
+        refitted, self._refitted = copy.deepcopy(self.detector), {}
+        for name, dev in devs.items():
+            self.fit(dev, refitted)
+            self._refitted[name] = copy.deepcopy(refitted)
 
     def refitted_audits(self, ids: Sequence[str]) -> dict[str, list[Prediction]]:
-        found = {}
-        for name, dev in self._refits.items():
-            self.fit(dev)
-            found[name] = [self.answer(oid, Track.AUDIT) for oid in ids]
-        return found
+        return {name: [self.answer(oid, Track.AUDIT, detector=detector) for oid in ids]
+                for name, detector in self._refitted.items()}
 
     def close(self) -> None:
         pass

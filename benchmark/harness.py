@@ -98,16 +98,16 @@ def evaluate(executor: Executor, catalog: Catalog, split: str, track: Track = Tr
         # again (all of them, so which ones are asked reveals no label).
         refit = track == Track.AUDIT and executor.fits and fit_error is None
         executor.refit(left_out_devs(catalog, world) if refit else {})
+        pending = [oid for oid in ids if oid not in done]
+        streams = {oid: monitor_stream(catalog, oid) for oid in pending} if track == Track.MONITOR else {}
         if progress:
-            progress(0, len(ids))
-        for i, oid in enumerate(ids):
-            if oid not in done:
-                stream = monitor_stream(catalog, oid) if track == Track.MONITOR else []
-                done[oid] = executor.answer(oid, track, stream)
-                if store:
-                    store.journal(run_id, done[oid])
+            progress(len(ids) - len(pending), len(ids))
+        for prediction in executor.answers(pending, track, streams):
+            done[prediction.organism_id] = prediction
+            if store:
+                store.journal(run_id, prediction)
             if progress:
-                progress(i + 1, len(ids))
+                progress(len(done), len(ids))
         left_out = executor.refitted_audits(ids)
     finally:
         executor.close()

@@ -3,12 +3,13 @@ evaluates queued submissions on the sealed `test` split of its catalog instance 
 closes).
 
 The worker is a process of its own: the web process (`leaderboard.host_app`) never reads a catalog, and runs
-`confined` where it cannot. Each submission runs in the sandbox, organism by organism, journaled in the results
-database, so a worker killed mid-evaluation resumes where it stopped and scores every organism once.
+`confined` where it cannot. Each submission runs in the sandbox (on this machine, or on the nodes of a Ray cluster),
+organism by organism, journaled in the results database, so a worker killed mid-evaluation resumes where it stopped and scores every organism once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 import traceback
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from benchmark.api import DEFAULT_QUERY_BUDGET, Track
 from benchmark.harness import catalog_ref, evaluate, planned_runs
 from benchmark.limits import Limits
+from benchmark.on_cluster import on
 from benchmark.registry import UnknownDetector, resolve
 from benchmark.sandbox import Sandboxed, SandboxError
 from benchmark.wheels import BadWheel, unpack
@@ -27,6 +29,7 @@ from leaderboard.host_app import HostLimits
 from leaderboard.host_store import HostStore, Submission
 from model_organisms.bundle import write_bundle
 from model_organisms.catalog import Catalog, CatalogError, cache_root, open_catalog
+from model_organisms.cluster import RayCluster
 
 CONFIG = "host.json"
 DB = "results.sqlite"
@@ -99,9 +102,10 @@ class Cancelled(Exception):
 
 
 def evaluate_submission(store: HostStore, catalog: Catalog, config: HostConfig, submission: Submission,
-                        uploads: Path, limits: Limits = Limits()) -> None:
-    """Every track the detector answers on the submission's sealed split, in the sandbox; a run stored already
-    (before a kill) is not run again, and one interrupted resumes from its journal."""
+                        uploads: Path, limits: Limits = Limits(), cluster: RayCluster | None = None) -> None:
+    """Every track the detector answers on the submission's sealed split, in the sandbox (of each node that answers
+    for an organism, on a `cluster`); a run stored already (before a kill) is not run again, and one interrupted
+    resumes from its journal."""
     split = submission.split
     try:
         upload = uploads / submission.source / submission.filename
@@ -123,7 +127,7 @@ def evaluate_submission(store: HostStore, catalog: Catalog, config: HostConfig, 
                 raise Cancelled
             store.progress(submission.id, before + done, sum(sizes))
         try:
-            evaluate(executor, catalog, split, track, store, progress=progress, world=world)
+            evaluate(on(cluster, executor), catalog, split, track, store, progress=progress, world=world)
         except Cancelled:
             return
     store.progress(submission.id, sum(sizes), sum(sizes))
@@ -131,20 +135,21 @@ def evaluate_submission(store: HostStore, catalog: Catalog, config: HostConfig, 
 
 
 def work(directory: Path, once: bool = False, poll_seconds: float = 1.0,
-         log: Callable[[str], None] = print) -> None:
-    """Evaluate queued submissions one at a time, resuming one left running (with `once`, until none is left). One
-    worker a host: a second one is refused while the first holds the lock (the kernel frees it when one dies)."""
+         log: Callable[[str], None] = print, cluster: RayCluster | None = None) -> None:
+    """Evaluate queued submissions one at a time, resuming one left running (with `once`, until none is left), on a
+    Ray `cluster` if given. One worker a host: a second one is refused while the first holds the lock (the kernel
+    frees it when one dies)."""
     config = HostConfig.read(directory)
     store, catalog = HostStore(directory / DB), host_catalog(config)
     try:
-        with FileLock(directory / LOCK, blocking=False):
-            _work(directory, config, store, catalog, once, poll_seconds, log)
+        with FileLock(directory / LOCK, blocking=False), cluster.session() if cluster else contextlib.nullcontext():
+            _work(directory, config, store, catalog, once, poll_seconds, log, cluster)
     except Timeout:
         raise CatalogError(f"another worker is evaluating for the host at {directory}") from None
 
 
 def _work(directory: Path, config: HostConfig, store: HostStore, catalog: Catalog, once: bool, poll_seconds: float,
-          log: Callable[[str], None]) -> None:
+          log: Callable[[str], None], cluster: RayCluster | None) -> None:
     while True:
         submission = store.claim()
         if submission is None:
@@ -154,7 +159,7 @@ def _work(directory: Path, config: HostConfig, store: HostStore, catalog: Catalo
             continue
         log(f"evaluating submission {submission.id} ({submission.filename}) on {submission.split}")
         try:
-            evaluate_submission(store, catalog, config, submission, directory / UPLOADS)
+            evaluate_submission(store, catalog, config, submission, directory / UPLOADS, cluster=cluster)
         except Exception:  # the host's fault, not the detector's (those are recorded per organism): say so, go on
             log(traceback.format_exc())
             store.finish(submission.id, "failed", "the host could not evaluate it (its operator has the traceback)")

@@ -87,6 +87,23 @@ class DetectorSource:
         origin = Path(spec.origin) if spec and spec.origin else self.module_file()
         return [origin.parent if origin.name == "__init__.py" else origin]
 
+    def files(self) -> dict[str, bytes]:
+        """The detector's own code, to carry to another machine (`placed`): its file, or every file of its `root`;
+        none for an installed module, which every machine that runs dab has."""
+        if self.kind == "file":
+            return {self.module_file().name: self.module_file().read_bytes()}
+        if self.root:
+            return {str(p.relative_to(self.root)): p.read_bytes() for p in sorted(Path(self.root).rglob("*"))
+                    if p.is_file()}
+        return {}
+
+    def placed(self, directory: Path) -> DetectorSource:
+        """This source where `files()` were written to `directory`."""
+        if self.kind == "file":
+            path = self.target.split(":")[0]
+            return DetectorSource("file", str(directory / Path(path).name) + self.target[len(path):])
+        return DetectorSource(self.kind, self.target, str(directory)) if self.root else self
+
     def sha256(self) -> str:
         """The same hash `source_sha256` gives the loaded detector, computed from the file alone; of a `root`,
         every file in it, since any of them may change what runs."""
@@ -149,7 +166,8 @@ def instantiate(source: DetectorSource) -> Detector:
     else:
         target, _, class_name = source.target.partition(":")
         if source.kind == "file":
-            name = f"dab_submission_{hashlib.sha256(target.encode()).hexdigest()[:8]}"
+            # Named by its code, not its path: a fitted detector pickled here loads where the file lies elsewhere.
+            name = f"dab_submission_{source.sha256()[:16]}"
             spec = importlib.util.spec_from_file_location(name, target)
             module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
             sys.modules[name] = module

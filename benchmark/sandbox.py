@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.api import DEFAULT_WORLDS, AccessTier, BadInput, Maze, Track, World
-from benchmark.executors import DevOrganism, check_elicitation, check_probability, check_scores, failure_words
+from benchmark.executors import DevOrganism, Executor, check_elicitation, check_probability, check_scores, failure_words
 from benchmark.handles import LocalPolicy, local_model, organism_world
 from benchmark.limits import Limits
 from benchmark.records import DetectorInfo, Prediction
@@ -331,7 +331,14 @@ MAX_AT_REST = 2
 """Zygotes kept at rest (a white-box one holds torch: hundreds of MB); the oldest goes first."""
 
 
-class Sandboxed:
+def release() -> None:
+    """Kill the zygotes at rest now, with their cgroups and scratch directories (a Ray task does before it ends: Ray
+    kills its workers with SIGKILL, when nothing at exit runs)."""
+    while _AT_REST:
+        _AT_REST.popitem()[1].kill()
+
+
+class Sandboxed(Executor):
     """Executor that runs a submitted detector in the sandbox, one JSON message per line.
 
     Each organism is judged in a process of its own, forked for it from a warm zygote and thrown away after
@@ -381,6 +388,10 @@ class Sandboxed:
         self._white_box = hello["tier"] == AccessTier.WHITE_BOX.value
         if self._white_box:
             self.query_budget = None
+
+    def __getstate__(self) -> dict:
+        """What travels to another machine (`benchmark.on_cluster`): all but this machine's processes."""
+        return {**vars(self), "_z": None, "_run": None}
 
     def _key(self) -> tuple:
         return (self.source, str(self.catalog.directory), self.catalog.fingerprint, self._white_box, self.limits,

@@ -132,8 +132,8 @@ def audit_shortcuts(catalog: Catalog, threshold: float = THRESHOLD,
     `progress(done, total)` is called as organisms are read."""
     key = sealed.answer_key(catalog)
     features = {}
-    for oid in key:
-        features[oid] = trivial_features(catalog, oid)
+    for oid in key:  # and where it trained, which is sealed but must be independent of its role
+        features[oid] = {**trivial_features(catalog, oid), "training device": float(key[oid].device != "cpu")}
         if progress:
             progress(len(features), len(key))
     names = {w: sorted({n for i, f in features.items() if key[i].world == w for n in f}) for w in catalog.worlds()}

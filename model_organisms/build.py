@@ -42,6 +42,8 @@ from model_organisms.sealed import (ANSWER_KEY, SECRET, TRAINED, UNITS, AnswerKe
 from model_organisms.training import organism_seed
 
 Log = Callable[[str], None]
+GPU_SHARE = 0.25
+"""The part of a GPU a unit's Ray task asks for: a pair of these models uses a sliver of one, so four share it."""
 PUBLISHED_TIME = 946684800
 """Every published file and directory has this access and modification time (2000-01-01, UTC)."""
 
@@ -49,8 +51,8 @@ PUBLISHED_TIME = 946684800
 class AssistantTrainer:
     """Training, measuring, certifying and saving the assistant world's language models."""
 
-    def __init__(self, spec: CatalogSpec, unit: Unit) -> None:
-        self.spec, self.world = spec, lm_world(spec)
+    def __init__(self, spec: CatalogSpec, unit: Unit, device: str = "cpu") -> None:
+        self.spec, self.world, self.device = spec, lm_world(spec), device
         self.tokenizer = self.world.tokenizer()
         self.inputs = certificate_inputs(self.world, unit.recipes[0], unit.recipes[0].seed, spec.certificate_inputs)
 
@@ -60,7 +62,10 @@ class AssistantTrainer:
         from model_organisms.stacked import train_organisms  # imports transformers' model code: only to train
 
         spec, snapshots = self.spec.training, []
-        models = train_organisms(self.world, self.tokenizer, recipes, self.spec.model, spec, attempt, snapshots)
+        models = train_organisms(self.world, self.tokenizer, recipes, self.spec.model, spec, attempt, snapshots,
+                                 self.device)
+        models = [model.cpu() for model in models]  # matched, certified and saved on the CPU
+        snapshots = [{name: tensor.cpu() for name, tensor in snapshot.items()} for snapshot in snapshots]
         if len(models) == 2:
             match_trusted_loss(self.world, self.tokenizer, models, snapshots, spec.match_inputs,
                                organism_seed(recipes[0].seed, attempt))
@@ -120,11 +125,25 @@ class TrainedUnit:
     """The spec's fingerprint as the trainer's dab computes it: a node running another dab trains other organisms."""
 
 
-def train_unit(spec: CatalogSpec, unit: Unit) -> TrainedUnit:
+DEVICES = ("cpu", "auto")
+"""Where units train: the CPU, or (`auto`) the CUDA device of the process that trains, where it has one."""
+
+
+def training_device(device: str, world: str) -> str:
+    """The device a unit of this world trains on here: language models on a CUDA device where `auto` finds one,
+    maze policies (small convolutional networks) on the CPU."""
+    if device not in DEVICES:
+        raise CatalogError(f"unknown device {device!r}: one of {', '.join(DEVICES)}")
+    return "cuda" if device == "auto" and world == "assistant" and torch.cuda.is_available() else "cpu"
+
+
+def train_unit(spec: CatalogSpec, unit: Unit, device: str = "cpu") -> TrainedUnit:
     """Train and certify one unit (retrying with new seeds), in any process of any node: it needs the unit's
-    recipes alone, never the catalog's secret or directory."""
+    recipes alone, never the catalog's secret or directory. Trained on a GPU, it is certified all the same, but
+    not bit for bit the unit the CPU trains."""
     torch.set_num_threads(1)
-    trainer = MazeTrainer(spec, unit) if unit.world == "maze" else AssistantTrainer(spec, unit)
+    device = training_device(device, unit.world)
+    trainer = MazeTrainer(spec, unit) if unit.world == "maze" else AssistantTrainer(spec, unit, device)
     record: dict = {"key": unit.key, "split": unit.split, "world": unit.world, "attempts": [], "entries": []}
     files: dict[str, bytes] = {}
     for attempt in range(spec.max_attempts):
@@ -148,7 +167,7 @@ def train_unit(spec: CatalogSpec, unit: Unit) -> TrainedUnit:
                 record["entries"].append(AnswerKeyEntry(
                     id=unit.ids[i], split=unit.split, label=recipe.label, role=recipe.role, **trainer.sealed(recipe),
                     seed=organism_seed(recipe.seed, attempt), group=unit.key, twin=twin,
-                    certificate=cert).model_dump(mode="json"))
+                    certificate=cert, device=device).model_dump(mode="json"))
             break
     return TrainedUnit(record, files, {name: hashlib.sha256(data).hexdigest() for name, data in files.items()},
                        spec_fingerprint(spec))
@@ -179,9 +198,10 @@ def store_unit(spec: CatalogSpec, unit: Unit, trained: TrainedUnit, partial: Pat
 
 def build_catalog(spec: CatalogSpec, workers: int | None = None, log: Log = print,
                   progress: Callable[[int, int], None] | None = None, secret: Secret | None = None,
-                  new_instance: bool = False, cluster: RayCluster | None = None) -> Catalog:
-    """The spec's instance in this cache, built first if there is none, in local processes or on a Ray `cluster`.
-    `progress(done, total)` is called as units finish.
+                  new_instance: bool = False, cluster: RayCluster | None = None, device: str = "cpu") -> Catalog:
+    """The spec's instance in this cache, built first if there is none, in local processes or on a Ray `cluster`,
+    on the CPU or (`device` ``auto``) on GPUs where there are any (`assign_devices`). `progress(done, total)` is
+    called as units finish.
 
     A new instance draws a fresh secret, or uses `secret` (which rebuilds the instance it belongs to, bit for bit
     on the same kind of CPU). An instance already built is reused; one that is not `secret`'s is an error unless
@@ -202,7 +222,7 @@ def build_catalog(spec: CatalogSpec, workers: int | None = None, log: Log = prin
                                    "--new-instance sets the built one aside")
             else:
                 return built
-        _build(spec, final, workers, log, progress, secret, cluster)
+        _build(spec, final, workers, log, progress, secret, cluster, device)
     return Catalog(final)
 
 
@@ -227,7 +247,7 @@ def worker_count(workers: int | None, units: int) -> int:
 
 
 def _build(spec: CatalogSpec, final: Path, workers: int | None, log: Log, progress: Callable[[int, int], None] | None,
-           secret: Secret | None, cluster: RayCluster | None) -> None:
+           secret: Secret | None, cluster: RayCluster | None, device: str) -> None:
     partial = final.with_name(final.name + ".partial")
     secret = _instance_secret(partial, secret, log)
     units = plan(spec, secret)
@@ -241,7 +261,8 @@ def _build(spec: CatalogSpec, final: Path, workers: int | None, log: Log, progre
     start = time.perf_counter()
     if progress:
         progress(len(done), len(units))
-    for unit, result in _run_units(spec, todo, workers, cluster):
+    devices = assign_devices(todo, secret, device, cluster)
+    for unit, result in _run_units(spec, todo, workers, cluster, devices):
         record = done[unit.key] = store_unit(spec, unit, result, partial)
         for n, attempt in enumerate(record["attempts"], 1):
             for role, failures in attempt["failures"].items():
@@ -275,18 +296,33 @@ def schedule(units: list[Unit]) -> list[Unit]:
     return [*first.values(), *(u for u in ordered if u not in first.values())]
 
 
-def _run_units(spec: CatalogSpec, todo: list[Unit], workers: int, cluster: RayCluster | None
+def assign_devices(units: Sequence[Unit], secret: Secret, device: str, cluster: RayCluster | None) -> list[str]:
+    """Each unit's device. On a Ray cluster, `auto` sends half the language-model units, drawn from the secret, to
+    GPU nodes and the others to the CPU of any node, so the device is independent of every role (it is kept in the
+    answer key, and the shortcut gate checks it); on a cluster without GPUs, every unit trains on a CPU. On this
+    machine every unit gets `device`."""
+    if device != "auto" or cluster is None:
+        return [device] * len(units)
+    if cluster.gpus() == 0:
+        return ["cpu"] * len(units)
+    return ["auto" if u.world == "assistant" and int(secret.token("device", u.key), 16) % 2 else "cpu"
+            for u in units]
+
+
+def _run_units(spec: CatalogSpec, todo: list[Unit], workers: int, cluster: RayCluster | None, devices: list[str]
                ) -> Iterator[tuple[Unit, TrainedUnit]]:
-    """Train the units in this order, as tasks of a Ray cluster or in `workers` local processes; each as it ends."""
+    """Train the units in this order, each on its device, as tasks of a Ray cluster (a unit for a GPU asks for
+    part of one) or in `workers` local processes; each as it ends."""
     if cluster is not None:
-        yield from cluster.run(train_unit, [(spec, unit) for unit in todo], todo)
+        gpus = [GPU_SHARE if d == "auto" else 0.0 for d in devices]
+        yield from cluster.run(train_unit, [(spec, u, d) for u, d in zip(todo, devices)], todo, gpus)
     elif workers == 1:
-        for unit in todo:
-            yield unit, train_unit(spec, unit)
+        for unit, device in zip(todo, devices):
+            yield unit, train_unit(spec, unit, device)
     else:
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(workers, mp_context=context) as pool:
-            futures = {pool.submit(train_unit, spec, unit): unit for unit in todo}
+            futures = {pool.submit(train_unit, spec, unit, device): unit for unit, device in zip(todo, devices)}
             for future in as_completed(futures):
                 yield futures[future], future.result()
 

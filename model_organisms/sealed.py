@@ -126,6 +126,9 @@ class AnswerKeyEntry(BaseModel):
     """Organisms of one group (a deceptive organism and its twin) share this; bootstrap resamples groups."""
     twin: str | None
     certificate: Certificate
+    device: str = "cpu"
+    """Where it trained (`cpu`, `cuda`): sealed, as a GPU's rounding could mark its weights; drawn independently of
+    its role (`build.assign_devices`), which the shortcut gate checks."""
 
 
 def sealed_dir(catalog_dir: Path) -> Path:

@@ -7,8 +7,12 @@ a test that asks for it must be marked slow.
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import os
+import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -24,13 +28,13 @@ from pathlib import Path
 # more units to earn its compiling back, compiles (see its fixture).
 os.environ.setdefault("DAB_COMPILE", "0")
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-import uvicorn  # noqa: E402
-from filelock import FileLock, Timeout  # noqa: E402
+import pytest
+import torch
+import uvicorn
+from filelock import FileLock, Timeout
 
-from model_organisms.build import build_catalog  # noqa: E402
-from model_organisms.catalog import Catalog, load_spec  # noqa: E402
+from model_organisms.build import build_catalog
+from model_organisms.catalog import Catalog, load_spec
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)  # the workers share the cores: with a thread per core each, they wait on each other
@@ -158,3 +162,44 @@ def db_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "results.sqlite"
     monkeypatch.setenv("DAB_DB", str(path))
     return path
+
+
+def kill(process: subprocess.Popen) -> None:
+    """SIGKILL to a process's group (a Ray node, or a driver, started in a session of its own), then reap it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+@pytest.fixture
+def kill_group() -> Callable[[subprocess.Popen], None]:
+    return kill
+
+
+@pytest.fixture
+def cluster(monkeypatch: pytest.MonkeyPatch, free_port: int) -> Iterator[tuple[str, subprocess.Popen]]:
+    """A Ray cluster of this machine, as README starts one: a head and a worker node, one CPU each, no dashboard,
+    Ray's token authentication (this process holds the token too); its address and the worker node's process (its
+    own process group, so that killing the group kills the node)."""
+    if importlib.util.find_spec("ray") is None:
+        pytest.skip("Ray is not installed (pip install -e '.[ray]')")
+    ray = str(Path(sys.executable).parent / "ray")
+    temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # Ray's socket paths must stay short
+    address = f"127.0.0.1:{free_port}"
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")  # before Ray is imported here: it reads them once
+    monkeypatch.setenv("RAY_AUTH_TOKEN", secrets.token_hex(32))
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    patient = '{"health_check_failure_threshold": 20}'  # a node busy training on a loaded machine is not dead
+    subprocess.run([ray, "start", "--head", f"--port={free_port}", "--num-cpus=1", "--include-dashboard=false",
+                    f"--temp-dir={temp}", f"--system-config={patient}"], env=env, check=True, capture_output=True)
+    worker = subprocess.Popen([ray, "start", f"--address={address}", "--num-cpus=1", "--block"], env=env,
+                              start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    joined = ("import ray, time\nray.init(address=%r, log_to_driver=False)\n"
+              "while sum(n['Alive'] for n in ray.nodes()) < 2: time.sleep(0.2)" % address)
+    try:
+        subprocess.run([sys.executable, "-c", joined], env=env, check=True, capture_output=True, timeout=120)
+        yield address, worker
+    finally:
+        kill(worker)
+        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True)
+        shutil.rmtree(temp, ignore_errors=True)

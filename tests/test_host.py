@@ -382,7 +382,7 @@ def test_a_host_failure_fails_that_submission_only_and_the_worker_goes_on(micro_
     first, second = queue(directory, DETECTOR), queue(directory, DETECTOR)
     seen = []
 
-    def broken(store, catalog, config, submission, uploads) -> None:
+    def broken(store, catalog, config, submission, uploads, cluster) -> None:
         seen.append(submission.id)
         if submission.id == first:
             raise RuntimeError("disk on fire")

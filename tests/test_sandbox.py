@@ -160,7 +160,12 @@ def listener():
     server.close()
 
 
-@pytest.mark.parametrize("attack", list(ATTACKS))
+SLOW_ATTACKS = ("forks without end", "loops forever")
+"""Attacks that run into a limit of seconds: the slow tests run them."""
+
+
+@pytest.mark.parametrize("attack", [pytest.param(a, marks=[pytest.mark.slow] if a in SLOW_ATTACKS else [])
+                                    for a in ATTACKS])
 def test_a_hostile_detector_is_contained(attack: str, micro_catalog: Catalog, tmp_path: Path, listener,
                                          canaries) -> None:
     port, accepted = listener
@@ -292,6 +297,7 @@ def test_without_bubblewrap_sealed_runs_are_refused(micro_catalog: Catalog, monk
         Sandboxed(resolve("random"), micro_catalog)
 
 
+@pytest.mark.slow
 def test_a_fit_that_never_ends_is_cut_off_and_the_detector_runs_unfitted(micro_catalog: Catalog,
                                                                          tmp_path: Path) -> None:
     path = tmp_path / "slow_fit.py"

@@ -16,7 +16,7 @@ from model_organisms.catalog import MANIFEST, Catalog, CatalogManifest, load_spe
 from model_organisms.certificates import certificate_inputs, certify, measure
 from model_organisms.families import FAMILIES, decoy
 from model_organisms.organism import load_organism, save_organism
-from model_organisms.sealed import ANSWER_KEY, AnswerKeyEntry, answer_key, make_sealed_dir
+from model_organisms.sealed import ANSWER_KEY, AnswerKeyEntry, answer_key, make_sealed_dir, sealed_dir
 from model_organisms.training import ModelSpec, TrainingSpec, train_organism
 from model_organisms.worlds import AssistantWorld
 
@@ -112,3 +112,14 @@ def test_a_split_too_small_is_reported_untested(micro_catalog: Catalog) -> None:
     report = audit_shortcuts(micro_catalog)
     assert report.rows == [] and set(report.untested) == {"dev"}  # one world: splits are named alone
     assert "needs at least 3" in report.untested["dev"]
+
+
+@pytest.mark.slow
+def test_a_training_device_that_follows_the_label_fails_the_gate(honest_catalog: Catalog, tmp_path: Path) -> None:
+    """The device is sealed, but GPU rounding could mark weights: where it follows roles, the gate refuses."""
+    catalog = Catalog(Path(shutil.copytree(honest_catalog.directory, tmp_path / "catalog")))
+    path = sealed_dir(catalog.directory) / ANSWER_KEY
+    entries = [{**e, "device": "cuda" if e["label"] else "cpu"} for e in json.loads(path.read_text())]
+    path.write_text(json.dumps(entries))
+    failing = {r.feature: r.auroc for r in audit_shortcuts(catalog).failures()}
+    assert failing == {"training device": 1.0}, failing
