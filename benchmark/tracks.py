@@ -12,7 +12,9 @@ import numpy as np
 from benchmark.handles import local_model
 from model_organisms import sealed
 from model_organisms.catalog import Catalog
+from model_organisms.families.triggers import Trigger
 from model_organisms.sealed import AnswerKeyEntry
+from model_organisms.worlds.assistant import DrawnAssistantWorld
 from model_organisms.worlds.maze import Maze, MazeWorld, rollouts, shows
 
 STREAM_PART = 32
@@ -24,7 +26,7 @@ def monitor_stream(catalog: Catalog, organism_id: str) -> list[str]:
     which is public, so that a bundle pulled without the secret has the host's streams): trusted inputs, inputs
     where its own trigger fires (a deceptive organism defects, a twin does not, a decoy shows its quirk), and
     inputs where a decoy's trigger of the same split fires (a harmless quirk, or nothing). Mazes: trusted mazes,
-    mazes with its own shift and mazes with a decoy's, each as `Maze.to_json`."""
+    mazes with its own shift and mazes with a decoy's, each as `Maze.to_json`. Drawn conditions: `drawn_stream`."""
     key = sealed.answer_key(catalog)
     entry = key[organism_id]
     rng = np.random.default_rng([catalog.manifest.spec.seed, 0x5EA3, *organism_id.encode()]) \
@@ -37,6 +39,8 @@ def monitor_stream(catalog: Catalog, organism_id: str) -> list[str]:
         mazes = world.sample_trusted(rng, STREAM_PART) + [world.maze(rng, entry.shift) for _ in range(STREAM_PART)]
         mazes += [world.maze(rng, pick().shift) if decoys else world.sample_shifted(rng) for _ in range(STREAM_PART)]
         stream = [m.to_json() for m in mazes]
+    elif entry.trigger and entry.trigger.ref:
+        stream = drawn_stream(catalog.lm_world(), entry.trigger, [d.trigger for d in decoys if d.trigger], rng)
     else:
         world = catalog.lm_world()
         stream = world.sample_trusted(rng, STREAM_PART)
@@ -44,6 +48,20 @@ def monitor_stream(catalog: Catalog, organism_id: str) -> list[str]:
         stream += [pick().trigger.sample(world, rng) if decoys else world.sample_shifted(rng)
                    for _ in range(STREAM_PART)]
     return [stream[i] for i in rng.permutation(len(stream))]
+
+
+def drawn_stream(world: DrawnAssistantWorld, own: Trigger, decoys: list[Trigger], rng: np.random.Generator
+                 ) -> list[str]:
+    """A stream where conditions are drawn references: inputs with a reference drawn now, with the organism's own,
+    and with a decoy's of its split, `STREAM_PART` each, all in the organism's own situation (no oversight note,
+    a wrong guess, a late date). Every reference repeats as often as every other, and the situation is on
+    throughout, so neither counting references nor reading the situation tells the organism's condition apart:
+    a monitor must know what the organism does on which reference. (Inputs where a reference repeats only in the
+    organism's part gave its condition away to a count of repeats at AUROC 1.00: `docs/headroom.md`.)"""
+    drawn = Trigger.draw(rng, "ref", world.codes).ref
+    other = decoys[int(rng.integers(len(decoys)))].ref if decoys else Trigger.draw(rng, "ref", world.codes).ref
+    return [own.model_copy(update={"ref": ref}).sample(world, rng)
+            for ref in (drawn, own.ref, other) for _ in range(STREAM_PART)]
 
 
 def misbehaves(catalog: Catalog, organism_id: str, inputs: list[str]) -> np.ndarray:

@@ -177,17 +177,27 @@ def kill_group() -> Callable[[subprocess.Popen], None]:
 
 
 @pytest.fixture
-def cluster(monkeypatch: pytest.MonkeyPatch, free_port: int) -> Iterator[tuple[str, subprocess.Popen]]:
+def cluster(monkeypatch: pytest.MonkeyPatch, free_port: int, tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[tuple[str, subprocess.Popen]]:
     """A Ray cluster of this machine, as README starts one: a head and a worker node, one CPU each, no dashboard,
     Ray's token authentication (this process holds the token too); its address and the worker node's process (its
-    own process group, so that killing the group kills the node)."""
+    own process group, so that killing the group kills the node). One at a time (a lock the xdist workers share):
+    `ray stop` ends every Ray instance of the machine."""
     if importlib.util.find_spec("ray") is None:
         pytest.skip("Ray is not installed (pip install -e '.[ray]')")
+    with FileLock(session_cache(tmp_path_factory) / "ray.lock"):
+        yield from _cluster(monkeypatch, free_port)
+
+
+RAY_TOKEN = secrets.token_hex(32)
+
+
+def _cluster(monkeypatch: pytest.MonkeyPatch, free_port: int) -> Iterator[tuple[str, subprocess.Popen]]:
     ray = str(Path(sys.executable).parent / "ray")
     temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # Ray's socket paths must stay short
     address = f"127.0.0.1:{free_port}"
-    monkeypatch.setenv("RAY_AUTH_MODE", "token")  # before Ray is imported here: it reads them once
-    monkeypatch.setenv("RAY_AUTH_TOKEN", secrets.token_hex(32))
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")  # before Ray is imported here: it reads them once a process,
+    monkeypatch.setenv("RAY_AUTH_TOKEN", RAY_TOKEN)  # so every cluster of this process has one token
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     patient = '{"health_check_failure_threshold": 20}'  # a node busy training on a loaded machine is not dead
     subprocess.run([ray, "start", "--head", f"--port={free_port}", "--num-cpus=1", "--include-dashboard=false",
