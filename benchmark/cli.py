@@ -73,13 +73,13 @@ TracksOpt = Annotated[list[Track] | None, typer.Option("--track", help="track(s)
 BudgetOpt = Annotated[int, typer.Option(help="black-box queries per organism and track", min=1)]
 
 
-class Trainer(StrEnum):
+class Place(StrEnum):
     local = "local"
     ray = "ray"
 
 
-ExecutorOpt = Annotated[Trainer, typer.Option("--executor", help="train and evaluate in processes of this machine, or "
-                                                                "as tasks of a Ray cluster (pip install -e '.\\[ray]')")]
+ExecutorOpt = Annotated[Place, typer.Option("--executor", help="train and evaluate in processes of this machine, or "
+                                                              "as tasks of a Ray cluster (pip install -e '.\\[ray]')")]
 AddressOpt = Annotated[str | None, typer.Option(help="with --executor ray: the cluster's HOST:PORT, or auto (default: "
                                                      "a Ray instance on this machine for this command)")]
 
@@ -93,11 +93,11 @@ DeviceOpt = Annotated[Device, typer.Option(help="train on the CPU (bit for bit),
                                                 "training process has one (auto)")]
 
 
-def cluster_of(executor: Trainer, address: str | None) -> RayCluster | None:
+def cluster_of(executor: Place, address: str | None) -> RayCluster | None:
     from model_organisms.catalog import CatalogError
     from model_organisms.cluster import RayCluster
 
-    if executor == Trainer.local:
+    if executor == Place.local:
         if address is not None:
             raise CatalogError("--address names a Ray cluster: give --executor ray with it")
         return None
@@ -208,7 +208,7 @@ def build(name: CatalogArg = "quick", seed: SeedOpt = None,
                                                           "fresh secret (or --secret-file's)")] = False,
           secret_file: Annotated[Path | None, typer.Option(help="build the instance of this saved secret (bit for bit "
                                                                "on the same kind of CPU)")] = None,
-          executor: ExecutorOpt = Trainer.local, address: AddressOpt = None, device: DeviceOpt = Device.cpu) -> None:
+          executor: ExecutorOpt = Place.local, address: AddressOpt = None, device: DeviceOpt = Device.cpu) -> None:
     """Build a catalog instance (trained, certified organisms) unless this cache holds one already."""
     from model_organisms.sealed import Secret
 
@@ -248,7 +248,7 @@ def run(catalog: Annotated[str, typer.Option(help="catalog name or spec path")] 
         track: TracksOpt = None, query_budget: BudgetOpt = DEFAULT_QUERY_BUDGET, db: DbOpt = None,
         seed: SeedOpt = None,
         again: Annotated[bool, typer.Option(help="re-run detectors that already have a result")] = False,
-        executor: ExecutorOpt = Trainer.local, address: AddressOpt = None, device: DeviceOpt = Device.cpu) -> None:
+        executor: ExecutorOpt = Place.local, address: AddressOpt = None, device: DeviceOpt = Device.cpu) -> None:
     """Build the catalog if needed, run the baselines on every split and track they answer, store results, show
     the leaderboard."""
     from benchmark.executors import InProcess
@@ -682,7 +682,7 @@ def host_close_round(directory: HostDirOpt = Path("dab-host")) -> None:
 @host_app.command("work")
 def host_work(directory: HostDirOpt = Path("dab-host"),
               once: Annotated[bool, typer.Option(help="stop when the queue is empty")] = False,
-              executor: ExecutorOpt = Trainer.local, address: AddressOpt = None) -> None:
+              executor: ExecutorOpt = Place.local, address: AddressOpt = None) -> None:
     """The evaluation worker: takes queued submissions one at a time (`dab host serve` starts one)."""
     import signal
 
@@ -700,7 +700,7 @@ def host_work(directory: HostDirOpt = Path("dab-host"),
 def host_serve(directory: HostDirOpt = Path("dab-host"),
                bind: Annotated[str, typer.Option(help="address to listen on (put TLS in front: README)")] = "127.0.0.1",
                port: Annotated[int, typer.Option(help="port")] = 8000,
-               executor: ExecutorOpt = Trainer.local, address: AddressOpt = None) -> None:
+               executor: ExecutorOpt = Place.local, address: AddressOpt = None) -> None:
     """Serve the host's pages, JSON API and submission endpoints from a confined web process, and run its
     evaluation worker beside it."""
     import subprocess

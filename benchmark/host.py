@@ -4,7 +4,8 @@ closes).
 
 The worker is a process of its own: the web process (`leaderboard.host_app`) never reads a catalog, and runs
 `confined` where it cannot. Each submission runs in the sandbox (on this machine, or on the nodes of a Ray cluster),
-organism by organism, journaled in the results database, so a worker killed mid-evaluation resumes where it stopped and scores every organism once.
+organism by organism, journaled in the results database, so a worker killed mid-evaluation resumes where it stopped
+and scores every organism once.
 """
 
 from __future__ import annotations

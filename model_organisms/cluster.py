@@ -3,8 +3,8 @@ organisms are judged as Ray tasks (`benchmark.on_cluster`).
 
 Only the driver (the machine that runs `dab`) holds an instance's secret and answer key. A training task gets one
 unit's recipes and returns its organisms' files with their checksums, which the driver checks before they enter the
-catalog (`model_organisms.build.store_unit`). Whoever reaches a Ray cluster's ports can run code on it: README has it use
-Ray's token authentication on a private network; dab starts no dashboard.
+catalog (`model_organisms.build.store_unit`). Whoever reaches a Ray cluster's ports can run code on it: README has it
+use Ray's token authentication on a private network; dab starts no dashboard.
 """
 
 from __future__ import annotations
