@@ -213,8 +213,10 @@ def build(name: CatalogArg = "quick", seed: SeedOpt = None,
     from model_organisms.sealed import Secret
 
     with user_errors():
-        catalog = ensure_built(name, seed, workers, Secret.read(secret_file) if secret_file else None, new_instance,
-                               cluster_of(executor, address), device)
+        cluster = cluster_of(executor, address)
+        with cluster.session() if cluster else nullcontext():  # one connection: the GPU count, then the units
+            catalog = ensure_built(name, seed, workers, Secret.read(secret_file) if secret_file else None,
+                                   new_instance, cluster, device)
         show_catalog(catalog)
 
 
