@@ -149,14 +149,17 @@ class FamilyCounter:
 
 @pytest.mark.slow
 def test_leave_one_family_out_refits_without_each_family_and_asks_about_every_organism(tiny_catalog: Catalog) -> None:
-    detector = FamilyCounter()
-    record = evaluate(detector, tiny_catalog, "dev")
+    executor = InProcess(FamilyCounter(), tiny_catalog)
+    record = run_split(executor, tiny_catalog, "dev")
     dev_families = {e.family for e in answer_key(tiny_catalog).values()
                     if e.split == "dev" and e.label and e.world == "assistant"}
-    assert len(detector.fits) == 1 + len(dev_families) and set(record.left_out) == dev_families
-    for family, fit in zip(sorted(dev_families), detector.fits[1:]):
-        assert {f for f, _ in fit} == {"decoy", *dev_families} - {family}  # its twins left out with it
-    assert all(sorted(asked) == sorted(tiny_catalog.ids("dev", "assistant")) for asked in detector.asked)
+    ids = sorted(tiny_catalog.ids("dev", "assistant"))
+    refitted = executor._refitted  # copies of the fitted detector, each fitted again without one family
+    assert sorted(refitted) == sorted(record.left_out) == sorted(dev_families)
+    assert len(executor.detector.fits) == 1 and sorted(executor.detector.asked[0]) == ids
+    for family, detector in refitted.items():
+        assert {f for f, _ in detector.fits[-1]} == {"decoy", *dev_families} - {family}  # its twins left out with it
+        assert sorted(detector.asked[-1]) == ids
     assert {m.family for m in record.metrics if m.metric == "lofo_auroc"} == {None, *dev_families}
 
 
