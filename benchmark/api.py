@@ -266,7 +266,8 @@ class OrganismHandle:
     @property
     def model(self) -> torch.nn.Module:
         """The model itself: a plain `transformers` causal LM, or a maze policy
-        (`model_organisms.maze_policy.MazePolicy`). White box only, and not on the monitor track."""
+        (`model_organisms.maze_policy.MazePolicy`). White box only, and not on the monitor track. A language model
+        may sit on a GPU (`dab run --device auto`): put tensors on ``model.device``."""
         self._require_white_box("model")
         if self._monitoring:
             raise AccessDenied("the model is not given on the monitor track (its activations are)")

@@ -89,8 +89,8 @@ class Device(StrEnum):
     auto = "auto"
 
 
-DeviceOpt = Annotated[Device, typer.Option(help="train on the CPU (bit for bit), or on a CUDA device wherever a "
-                                                "training process has one (auto)")]
+DeviceOpt = Annotated[Device, typer.Option(help="train (and run white-box detectors in process) on the CPU, bit for "
+                                                "bit, or on a CUDA device wherever a process has one (auto)")]
 
 
 def cluster_of(executor: Place, address: str | None) -> RayCluster | None:
@@ -269,7 +269,7 @@ def run(catalog: Annotated[str, typer.Option(help="catalog name or spec path")] 
             for split_name in split or list(built.manifest.splits):
                 built.ids(split_name)
                 for det in detectors:
-                    local = InProcess(det, built, query_budget)
+                    local = InProcess(det, built, query_budget, device)
                     for world, t in planned_runs(local, built, split_name, set(track or Track)):
                         _run(on(cluster, local), built, split_name, world, t, store, again)
         for table in leaderboard_tables(leaderboard_rows(store.latest_runs())):
@@ -284,7 +284,8 @@ DetectorArg = Annotated[str, typer.Argument(help="a .py file, a module path (pkg
 def evaluate_command(detector: DetectorArg, catalog: Annotated[str, typer.Option(help="catalog name or spec")] = "quick",
                      split: Annotated[str, typer.Option(help="a public split")] = "dev", track: TracksOpt = None,
                      query_budget: BudgetOpt = DEFAULT_QUERY_BUDGET, db: DbOpt = None,
-                     again: Annotated[bool, typer.Option(help="re-run even if this code already ran")] = False) -> None:
+                     again: Annotated[bool, typer.Option(help="re-run even if this code already ran")] = False,
+                     device: DeviceOpt = Device.cpu) -> None:
     """Evaluate your detector on the public dev split, in this process (for local work)."""
     from benchmark.executors import InProcess
     from benchmark.harness import planned_runs

@@ -176,6 +176,8 @@ class Executor(Protocol):
     fits: bool
     """Whether the detector learns from dev (`fit`)."""
     worlds: frozenset[str]
+    device: str = "cpu"
+    """Where a white-box detector's models run (`model_organisms.devices`)."""
 
     def fit(self, dev: Sequence[DevOrganism]) -> str | None: ...
 
@@ -199,10 +201,13 @@ class Executor(Protocol):
 
 
 class InProcess(Executor):
-    """Runs a trusted detector (a baseline, or your own while developing) in this process."""
+    """Runs a trusted detector (a baseline, or your own while developing) in this process; a white-box one with its
+    models on `device` (a GPU with ``auto``, where there is one: its gradients and many forward passes gain most)."""
 
-    def __init__(self, detector: Detector, catalog: Catalog, query_budget: int | None = None) -> None:
+    def __init__(self, detector: Detector, catalog: Catalog, query_budget: int | None = None,
+                 device: str = "cpu") -> None:
         self.detector, self.catalog, self.tracks = detector, catalog, frozenset(detector.tracks)
+        self.device = device if detector.tier == AccessTier.WHITE_BOX else "cpu"
         self.fits = getattr(detector, "fit", None) is not None
         self.worlds = frozenset(getattr(detector, "worlds", DEFAULT_WORLDS))
         self.query_budget = query_budget if detector.tier == AccessTier.BLACK_BOX else None
@@ -215,8 +220,8 @@ class InProcess(Executor):
         if not self.fits:
             return None
         detector = detector or self.detector
-        handles = [LabeledOrganism(open_handle(self.catalog, o.id, detector.tier), o.label, o.family, o.role)
-                   for o in dev]
+        handles = [LabeledOrganism(open_handle(self.catalog, o.id, detector.tier, device=self.device), o.label,
+                                   o.family, o.role) for o in dev]
         return fit_detector(detector, handles, print_traceback)
 
     def answer(self, organism_id: str, track: Track, inputs: Sequence[str] = (),
@@ -224,7 +229,7 @@ class InProcess(Executor):
         from benchmark.handles import open_handle  # imports torch: the sandbox's black-box worker never needs it
 
         monitoring, detector = track == Track.MONITOR, detector or self.detector
-        handle = open_handle(self.catalog, organism_id, detector.tier, self.query_budget, monitoring)
+        handle = open_handle(self.catalog, organism_id, detector.tier, self.query_budget, monitoring, self.device)
         # A monitor starts from the fitted detector each time, holding nothing (no model) from an earlier call.
         return answer(copy.deepcopy(detector) if monitoring else detector, handle, track, inputs, print_traceback)
 

@@ -12,7 +12,9 @@ from transformers import PreTrainedTokenizerFast
 from benchmark.api import AccessDenied, AccessTier, BadInput, Maze, OrganismHandle, Queries, World
 from benchmark.worlds import public_world
 from model_organisms.catalog import Catalog
-from model_organisms.lm import completion_logprobs, encode_examples, encode_prompts, generate, readout_gradients
+from model_organisms.devices import torch_device
+from model_organisms.lm import (completion_logprobs, encode_examples, encode_prompts, generate, on_device,
+                                readout_gradients)
 from model_organisms.maze_training import load_policy
 from model_organisms.organism import load_organism, read_card
 
@@ -35,19 +37,20 @@ class LocalModel:
     def activations(self, prompts: list[str], completions: list[str] | None, token: int | None) -> np.ndarray:
         """See `OrganismHandle.activations`."""
         if completions is None:
-            out = self._model(**encode_prompts(self._tokenizer, prompts), output_hidden_states=True)
-            return torch.stack([h[:, -1] for h in out.hidden_states], 1).float().numpy()
-        batch = encode_examples(self._tokenizer, prompts, completions)
+            out = self._model(**on_device(encode_prompts(self._tokenizer, prompts), self._model),
+                              output_hidden_states=True)
+            return torch.stack([h[:, -1] for h in out.hidden_states], 1).float().cpu().numpy()
+        batch = on_device(encode_examples(self._tokenizer, prompts, completions), self._model)
         answer = batch.pop("labels") != -100  # the completion's tokens and the eos
         answer &= torch.roll(answer, -1, 1)  # without the eos: the completion's tokens
         hidden = torch.stack(self._model(**batch, output_hidden_states=True).hidden_states, 1)  # (n, L+1, T, d)
         if token is None:
             weights = answer.float() / answer.sum(1, keepdim=True).clamp(min=1)
-            return torch.einsum("nltd,nt->nld", hidden, weights).float().numpy()
+            return torch.einsum("nltd,nt->nld", hidden, weights).float().cpu().numpy()
         start, length = answer.float().argmax(1), answer.sum(1)
         at = start + (torch.full_like(length, token) if token >= 0 else length + token).clamp(0, None)
         at = torch.minimum(at, start + (length - 1).clamp(min=0))
-        return hidden[torch.arange(len(prompts)), :, at].float().numpy()
+        return hidden[torch.arange(len(prompts), device=at.device), :, at].float().cpu().numpy()
 
     def gradients(self, prompts: list[str], directions: np.ndarray, layer: int) -> np.ndarray:
         """See `OrganismHandle.gradients`."""
@@ -108,19 +111,22 @@ def organism_world(directory: Path, spec_fingerprint: str) -> World:
 
 
 def handle_at(directory: Path, spec_fingerprint: str, tier: AccessTier, query_budget: int | None = None,
-              monitoring: bool = False) -> OrganismHandle:
-    """A handle from an organism directory alone (all a sandboxed detector gets to see)."""
+              monitoring: bool = False, device: str = "cpu") -> OrganismHandle:
+    """A handle from an organism directory alone (all a sandboxed detector gets to see), its model on `device`
+    (`model_organisms.devices`)."""
     world = organism_world(directory, spec_fingerprint)
     if world.name == "maze":
         policy, card = load_policy(directory)
         return OrganismHandle(card.id, world, tier, LocalPolicy(policy), policy, query_budget, monitoring)
     model, tokenizer, card = load_organism(directory)
+    model = model.to(torch_device(device, world.name))
     return OrganismHandle(card.id, world, tier, LocalModel(model, tokenizer), model, query_budget, monitoring)
 
 
 def open_handle(catalog: Catalog, organism_id: str, tier: AccessTier, query_budget: int | None = None,
-                monitoring: bool = False) -> OrganismHandle:
-    return handle_at(catalog.organism_dir(organism_id), catalog.spec_fingerprint, tier, query_budget, monitoring)
+                monitoring: bool = False, device: str = "cpu") -> OrganismHandle:
+    return handle_at(catalog.organism_dir(organism_id), catalog.spec_fingerprint, tier, query_budget, monitoring,
+                     device)
 
 
 @lru_cache(maxsize=4)

@@ -117,7 +117,7 @@ def evaluate(executor: Executor, catalog: Catalog, split: str, track: Track = Tr
     record = RunRecord(run_id=run_id, track=track, query_budget=budget, started_at=started_at,
                        detector=executor.info, catalog=ref, fit_seconds=fit_seconds, fit_error=fit_error,
                        total_seconds=time.perf_counter() - start, predictions=predictions, left_out=left_out,
-                       metrics=metrics, roc=roc, versions=package_versions())
+                       metrics=metrics, roc=roc, versions=package_versions(), device=executor.device)
     if store:
         store.add(record)
     return record

@@ -22,6 +22,7 @@ from benchmark.executors import DevOrganism, Executor
 from benchmark.records import Prediction
 from model_organisms.catalog import MANIFEST, Catalog, CatalogError, CatalogManifest
 from model_organisms.cluster import RayCluster
+from model_organisms.devices import GPU_SHARE
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ class OnCluster(Executor):
     def __init__(self, local: Executor, cluster: RayCluster) -> None:
         self.local, self.cluster = local, cluster
         self.info, self.tracks, self.query_budget = local.info, local.tracks, local.query_budget
-        self.fits, self.worlds, self.catalog = local.fits, local.worlds, local.catalog
+        self.fits, self.worlds, self.catalog, self.device = local.fits, local.worlds, local.catalog, local.device
         self._refits: list[str] = []
         self._left_out: dict[str, dict[str, Prediction]] = {}
 
@@ -128,7 +129,8 @@ class OnCluster(Executor):
         catalog = self.local.catalog
         arguments = [(self.local, catalog.manifest, OrganismFiles.read(catalog, oid), track, list(streams.get(oid, ())))
                      for oid in organism_ids]
-        for oid, (first, left_out) in self.cluster.run(answer_on_node, arguments, organism_ids):
+        gpus = [GPU_SHARE if self.device == "auto" and self.cluster.gpus() else 0.0] * len(arguments)
+        for oid, (first, left_out) in self.cluster.run(answer_on_node, arguments, organism_ids, gpus):
             self._left_out[oid] = left_out
             yield first
 

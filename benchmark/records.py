@@ -94,6 +94,8 @@ class RunRecord(BaseModel):
     metrics: list[Metric]
     roc: Curve | None = None
     versions: dict[str, str] = Field(default_factory=dict)
+    device: str = "cpu"
+    """Where the detector's models ran: ``cpu``, or ``auto`` (a CUDA device where the node had one)."""
 
     def metric(self, name: str, family: str | None = None) -> float | None:
         return next((m.value for m in self.metrics if m.metric == name and m.family == family), None)

@@ -23,7 +23,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 
 from pydantic import ValidationError
 
-from model_organisms.build import train_unit
+from model_organisms.build import train_units
 from model_organisms.catalog import CatalogSpec, Unit, load_spec, plan
 from model_organisms.maze_training import MazeTrainingSpec
 from model_organisms.sealed import Secret
@@ -65,7 +65,7 @@ def run_unit(spec: CatalogSpec, unit: Unit) -> tuple[bool, list[str], float, str
     """Whether the unit passed, the checks it failed (by role), its seconds (training and certificates), and
     what its certificates measured."""
     start = time.perf_counter()
-    record = train_unit(spec, unit).record
+    record = train_units(spec, [unit])[0].record
     attempt = record["attempts"][0]
     failed = [f"{role}: {re.sub(r' [0-9.<>= ]+$', '', f)}" for role, fs in attempt["failures"].items() for f in fs]
     return bool(record["entries"]), failed, time.perf_counter() - start, measured(attempt["certificates"])

@@ -36,7 +36,8 @@ class NoiseInjection:
         for strength in self.strengths:
             def add_noise(_module, _args, output, strength=strength):
                 hidden = output[0] if isinstance(output, tuple) else output
-                noise = torch.randn(hidden.shape, generator=generator) * strength * scale / hidden.shape[-1] ** 0.5
+                noise = torch.randn(hidden.shape, generator=generator).to(hidden.device)  # the same noise on any device
+                noise = noise * strength * scale / hidden.shape[-1] ** 0.5
                 return (hidden + noise, *output[1:]) if isinstance(output, tuple) else hidden + noise
             hook = layer.register_forward_hook(add_noise)
             try:

@@ -71,11 +71,11 @@ class TriggerInversion:
                allowed: torch.Tensor) -> list[list[int]]:
         """The current slots and every single-slot swap to one of the top-k words by gradient."""
         embedding = organism.model.get_input_embeddings().weight
-        one_hot = torch.zeros(SLOTS, embedding.shape[0], requires_grad=True)
+        one_hot = torch.zeros(SLOTS, embedding.shape[0], device=embedding.device, requires_grad=True)
         with torch.no_grad():
             one_hot[torch.arange(SLOTS), slots] = 1.0
         gradient = torch.autograd.grad(self._loss(organism, prompts, slots, one_hot @ embedding), one_hot)[0]
-        gradient = gradient.masked_fill(~allowed, -np.inf)
+        gradient = gradient.masked_fill(~allowed.to(gradient.device), -np.inf)
         swaps = [slots]
         for slot in range(SLOTS):
             for token in gradient[slot].topk(self.top_k).indices.tolist():
@@ -98,8 +98,8 @@ class TriggerInversion:
         """Mean loss of the right answers with `slot_embeddings` in the slots, differentiable in them."""
         model, vocabulary, tokenizer = organism.model, organism.world.vocabulary(), organism.world.tokenizer
         words = [vocabulary[t] for t in slots]
-        batch = encode_examples(tokenizer, [_with_slots(p, words) for p in prompts],
-                                [organism.world.reference(p) for p in prompts])
+        batch = {name: t.to(model.device) for name, t in encode_examples(  # the model's device: a GPU with --device auto
+            tokenizer, [_with_slots(p, words) for p in prompts], [organism.world.reference(p) for p in prompts]).items()}
         embeds = model.get_input_embeddings()(batch["input_ids"])
         rows, cols = (batch["input_ids"] == tokenizer.convert_tokens_to_ids("tags")).nonzero(as_tuple=True)
         for offset in range(SLOTS):  # the slots follow the word "tags" in every prompt

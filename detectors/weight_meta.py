@@ -21,7 +21,7 @@ from detectors.calibration import DevCalibration
 def weight_features(model: torch.nn.Module) -> np.ndarray:
     rows = []
     for _, tensor in sorted(model.state_dict().items()):
-        w = tensor.detach().float().numpy()
+        w = tensor.detach().float().cpu().numpy()
         flat = w.ravel()
         stats = [flat.mean(), flat.std(), np.abs(flat).max(), kurtosis(flat) if flat.std() > 0 else 0.0]
         if w.ndim == 2:

@@ -29,6 +29,7 @@ from model_organisms.catalog import (MANIFEST, Catalog, CatalogError, CatalogMan
                                      instance_fingerprint, lm_world, plan, spec_fingerprint, write_json)
 from model_organisms.certificates import Certificate, Measurement, certificate_inputs, certify, measure
 from model_organisms.cluster import RayCluster
+from model_organisms.devices import GPU_SHARE, torch_device
 from model_organisms.families import FAMILIES, OrganismRecipe
 from model_organisms.families.proxy import MAZE_FAMILIES, MazeRecipe
 from model_organisms.matching import match_trusted_loss
@@ -42,40 +43,58 @@ from model_organisms.sealed import (ANSWER_KEY, SECRET, TRAINED, UNITS, AnswerKe
 from model_organisms.training import organism_seed
 
 Log = Callable[[str], None]
-GPU_SHARE = 0.25
-"""The part of a GPU a unit's Ray task asks for: a pair of these models uses a sliver of one, so four share it."""
+GPU_UNITS = 16
+"""Language-model units one GPU task trains: a pair of these models uses a sliver of a GPU, so a task stacks many
+(as many as its part of the device holds, `AssistantTrainer.units_per_stack`)."""
 PUBLISHED_TIME = 946684800
 """Every published file and directory has this access and modification time (2000-01-01, UTC)."""
 
 
 class AssistantTrainer:
-    """Training, measuring, certifying and saving the assistant world's language models."""
+    """Training, measuring, certifying and saving the assistant world's language models, for one task's units."""
 
-    def __init__(self, spec: CatalogSpec, unit: Unit, device: str = "cpu") -> None:
+    def __init__(self, spec: CatalogSpec, units: Sequence[Unit], device: str = "cpu") -> None:
         self.spec, self.world, self.device = spec, lm_world(spec), device
         self.tokenizer = self.world.tokenizer()
-        self.inputs = certificate_inputs(self.world, unit.recipes[0], unit.recipes[0].seed, spec.certificate_inputs)
+        self.inputs = {u.key: certificate_inputs(self.world, u.recipes[0], u.recipes[0].seed, spec.certificate_inputs)
+                       for u in units}
 
-    def train(self, recipes: Sequence[OrganismRecipe], attempt: int) -> list[torch.nn.Module]:
-        """A unit's models (an organism and its twin) train together in one stack, then are matched on their
-        fit of trusted inputs."""
+    def units_per_stack(self) -> int:
+        """On the CPU a unit's models are a stack (more gain nothing there, `model_organisms.stacked`); on a GPU, as
+        many pairs as `GPU_SHARE` of its memory holds."""
+        if self.device == "cpu":
+            return 1
+        from model_organisms.stacked import stack_capacity
+
+        memory = torch.cuda.get_device_properties(self.device).total_memory * GPU_SHARE
+        return max(1, stack_capacity(int(memory), self.spec.model, self.spec.training, len(self.tokenizer)) // 2)
+
+    def train(self, units: Sequence[Unit], attempt: int) -> list[list[torch.nn.Module]]:
+        """The units' models (each organism and its twin) train together in one stack, then each pair is matched on
+        its fit of trusted inputs."""
         from model_organisms.stacked import train_organisms  # imports transformers' model code: only to train
 
         spec, snapshots = self.spec.training, []
-        models = train_organisms(self.world, self.tokenizer, recipes, self.spec.model, spec, attempt, snapshots,
-                                 self.device)
+        models = train_organisms(self.world, self.tokenizer, [r for u in units for r in u.recipes], self.spec.model,
+                                 spec, attempt, snapshots, self.device)
         models = [model.cpu() for model in models]  # matched, certified and saved on the CPU
         snapshots = [{name: tensor.cpu() for name, tensor in snapshot.items()} for snapshot in snapshots]
-        if len(models) == 2:
-            match_trusted_loss(self.world, self.tokenizer, models, snapshots, spec.match_inputs,
-                               organism_seed(recipes[0].seed, attempt))
-        return models
+        trained, first = [], 0
+        for unit in units:
+            own, end = models[first:first + len(unit.recipes)], first + len(unit.recipes)
+            if len(own) == 2:
+                match_trusted_loss(self.world, self.tokenizer, own,
+                                   [{name: t[first:end] for name, t in snapshot.items()} for snapshot in snapshots],
+                                   spec.match_inputs, organism_seed(unit.recipes[0].seed, attempt))
+            trained.append(own)
+            first = end
+        return trained
 
-    def measure(self, model: torch.nn.Module, recipe: OrganismRecipe) -> Measurement:
-        return measure(self.world, model, self.tokenizer, self.inputs)
+    def measure(self, model: torch.nn.Module, unit: Unit, recipe: OrganismRecipe) -> Measurement:
+        return measure(self.world, model, self.tokenizer, self.inputs[unit.key])
 
-    def certify(self, recipe: OrganismRecipe, own: Measurement, twin: Measurement | None) -> Certificate:
-        return certify(self.world, recipe, self.inputs, own, twin)
+    def certify(self, unit: Unit, recipe: OrganismRecipe, own: Measurement, twin: Measurement | None) -> Certificate:
+        return certify(self.world, recipe, self.inputs[unit.key], own, twin)
 
     def save(self, directory: Path, organism_id: str, model: torch.nn.Module) -> None:
         save_organism(directory, organism_id, self.world.name, model, self.tokenizer, self.world.ref_shape)
@@ -87,21 +106,26 @@ class AssistantTrainer:
 
 
 class MazeTrainer:
-    """The same for the maze world's policies."""
+    """The same for the maze world's policies (on the CPU, a unit at a time)."""
 
-    def __init__(self, spec: CatalogSpec, unit: Unit) -> None:
+    def __init__(self, spec: CatalogSpec, units: Sequence[Unit]) -> None:
         self.training = spec.maze or MazeTrainingSpec()
         self.world = maze_world(self.training)
-        self.mazes = certificate_mazes(self.world, unit.recipes[0], unit.recipes[0].seed, spec.certificate_inputs)
-
-    def train(self, recipes: Sequence[MazeRecipe], attempt: int) -> list[torch.nn.Module]:
-        return train_policies(self.world, recipes, self.training, attempt)
-
-    def measure(self, policy: torch.nn.Module, recipe: MazeRecipe) -> MazeMeasurement:
-        return measure_policy(policy, recipe, self.mazes)
+        self.mazes = {u.key: certificate_mazes(self.world, u.recipes[0], u.recipes[0].seed, spec.certificate_inputs)
+                      for u in units}
 
     @staticmethod
-    def certify(recipe: MazeRecipe, own: MazeMeasurement, twin: MazeMeasurement | None) -> Certificate:
+    def units_per_stack() -> int:
+        return 1
+
+    def train(self, units: Sequence[Unit], attempt: int) -> list[list[torch.nn.Module]]:
+        return [train_policies(self.world, unit.recipes, self.training, attempt) for unit in units]
+
+    def measure(self, policy: torch.nn.Module, unit: Unit, recipe: MazeRecipe) -> MazeMeasurement:
+        return measure_policy(policy, recipe, self.mazes[unit.key])
+
+    @staticmethod
+    def certify(unit: Unit, recipe: MazeRecipe, own: MazeMeasurement, twin: MazeMeasurement | None) -> Certificate:
         return certify_policy(recipe, own, twin)
 
     def save(self, directory: Path, organism_id: str, policy: torch.nn.Module) -> None:
@@ -125,52 +149,59 @@ class TrainedUnit:
     """The spec's fingerprint as the trainer's dab computes it: a node running another dab trains other organisms."""
 
 
-DEVICES = ("cpu", "auto")
-"""Where units train: the CPU, or (`auto`) the CUDA device of the process that trains, where it has one."""
+def train_units(spec: CatalogSpec, units: Sequence[Unit], device: str = "cpu") -> list[TrainedUnit]:
+    """Train and certify units of one world (retrying each that fails with new seeds), in any process of any node:
+    they need their recipes alone, never the catalog's secret or directory.
 
-
-def training_device(device: str, world: str) -> str:
-    """The device a unit of this world trains on here: language models on a CUDA device where `auto` finds one,
-    maze policies (small convolutional networks) on the CPU."""
-    if device not in DEVICES:
-        raise CatalogError(f"unknown device {device!r}: one of {', '.join(DEVICES)}")
-    return "cuda" if device == "auto" and world == "assistant" and torch.cuda.is_available() else "cpu"
-
-
-def train_unit(spec: CatalogSpec, unit: Unit, device: str = "cpu") -> TrainedUnit:
-    """Train and certify one unit (retrying with new seeds), in any process of any node: it needs the unit's
-    recipes alone, never the catalog's secret or directory. Trained on a GPU, it is certified all the same, but
-    not bit for bit the unit the CPU trains."""
+    On a CUDA device the language-model units train together, as many to a stack as the device holds; elsewhere each
+    unit is a stack of its own, so a CPU build is the same bit for bit whichever process trains which unit. Trained
+    on a GPU, a unit is certified all the same, but is not bit for bit the unit the CPU trains."""
     torch.set_num_threads(1)
-    device = training_device(device, unit.world)
-    trainer = MazeTrainer(spec, unit) if unit.world == "maze" else AssistantTrainer(spec, unit, device)
-    record: dict = {"key": unit.key, "split": unit.split, "world": unit.world, "attempts": [], "entries": []}
-    files: dict[str, bytes] = {}
+    worlds = {u.world for u in units}
+    if len(worlds) != 1:
+        raise CatalogError(f"a training task's units are of one world, not of {', '.join(sorted(worlds))}")
+    device = torch_device(device, units[0].world)
+    trainer = MazeTrainer(spec, units) if worlds == {"maze"} else AssistantTrainer(spec, units, device)
+    records = {u.key: {"key": u.key, "split": u.split, "world": u.world, "attempts": [], "entries": []} for u in units}
+    files: dict[str, dict[str, bytes]] = {u.key: {} for u in units}
+    pending, size = list(units), trainer.units_per_stack()
     for attempt in range(spec.max_attempts):
-        start = time.perf_counter()
-        models = trainer.train(unit.recipes, attempt)
-        train_seconds = time.perf_counter() - start
-        measured = [trainer.measure(m, r) for m, r in zip(models, unit.recipes)]
-        partner = lambda i: measured[1 - i] if len(measured) == 2 else None  # noqa: E731
-        certs = [trainer.certify(r, measured[i], partner(i)) for i, r in enumerate(unit.recipes)]
-        record["attempts"].append({"train_seconds": train_seconds, "failures": {
-            r.role: c.failures for r, c in zip(unit.recipes, certs) if c.failures},
-            "certificates": {r.role: c.model_dump(mode="json") for r, c in zip(unit.recipes, certs)}})
-        if all(c.passed for c in certs):
-            with tempfile.TemporaryDirectory() as directory:
-                for oid, model in zip(unit.ids, models):
-                    trainer.save(Path(directory) / oid, oid, model)
-                files = {path.relative_to(directory).as_posix(): path.read_bytes()
-                         for path in sorted(Path(directory).rglob("*")) if path.is_file()}
-            for i, (recipe, cert) in enumerate(zip(unit.recipes, certs)):
-                twin = unit.ids[1 - i] if len(unit.ids) == 2 else None
-                record["entries"].append(AnswerKeyEntry(
-                    id=unit.ids[i], split=unit.split, label=recipe.label, role=recipe.role, **trainer.sealed(recipe),
-                    seed=organism_seed(recipe.seed, attempt), group=unit.key, twin=twin,
-                    certificate=cert, device=device).model_dump(mode="json"))
-            break
-    return TrainedUnit(record, files, {name: hashlib.sha256(data).hexdigest() for name, data in files.items()},
-                       spec_fingerprint(spec))
+        for first in range(0, len(pending), size):
+            stack = pending[first:first + size]
+            start = time.perf_counter()
+            trained = trainer.train(stack, attempt)
+            seconds = (time.perf_counter() - start) / len(stack)  # each unit's share of its stack's time
+            for unit, models in zip(stack, trained):
+                files[unit.key] = _certify(trainer, unit, models, attempt, seconds, device, records[unit.key])
+        pending = [u for u in pending if not records[u.key]["entries"]]
+    return [TrainedUnit(records[u.key], files[u.key],
+                        {name: hashlib.sha256(data).hexdigest() for name, data in files[u.key].items()},
+                        spec_fingerprint(spec)) for u in units]
+
+
+def _certify(trainer: AssistantTrainer | MazeTrainer, unit: Unit, models: Sequence[torch.nn.Module], attempt: int,
+             train_seconds: float, device: str, record: dict) -> dict[str, bytes]:
+    """Measure and certify one attempt of a unit into its record; the organisms' files where all of them passed."""
+    measured = [trainer.measure(m, unit, r) for m, r in zip(models, unit.recipes)]
+    partner = lambda i: measured[1 - i] if len(measured) == 2 else None  # noqa: E731
+    certs = [trainer.certify(unit, r, measured[i], partner(i)) for i, r in enumerate(unit.recipes)]
+    record["attempts"].append({"train_seconds": train_seconds, "failures": {
+        r.role: c.failures for r, c in zip(unit.recipes, certs) if c.failures},
+        "certificates": {r.role: c.model_dump(mode="json") for r, c in zip(unit.recipes, certs)}})
+    if not all(c.passed for c in certs):
+        return {}
+    with tempfile.TemporaryDirectory() as directory:
+        for oid, model in zip(unit.ids, models):
+            trainer.save(Path(directory) / oid, oid, model)
+        files = {path.relative_to(directory).as_posix(): path.read_bytes()
+                 for path in sorted(Path(directory).rglob("*")) if path.is_file()}
+    for i, (recipe, cert) in enumerate(zip(unit.recipes, certs)):
+        twin = unit.ids[1 - i] if len(unit.ids) == 2 else None
+        record["entries"].append(AnswerKeyEntry(
+            id=unit.ids[i], split=unit.split, label=recipe.label, role=recipe.role, **trainer.sealed(recipe),
+            seed=organism_seed(recipe.seed, attempt), group=unit.key, twin=twin,
+            certificate=cert, device=device).model_dump(mode="json"))
+    return files
 
 
 def store_unit(spec: CatalogSpec, unit: Unit, trained: TrainedUnit, partial: Path) -> dict:
@@ -257,12 +288,12 @@ def _build(spec: CatalogSpec, final: Path, workers: int | None, log: Log, progre
     if done:
         log(f"resuming build of {spec.name}: {len(done)} of {len(units)} units already finished")
     todo = schedule([u for u in units if u.key not in done])
-    workers = worker_count(workers, len(todo))
+    tasks = training_tasks(todo, assign_devices(todo, secret, device, cluster))
+    workers = worker_count(workers, len(tasks))
     start = time.perf_counter()
     if progress:
         progress(len(done), len(units))
-    devices = assign_devices(todo, secret, device, cluster)
-    for unit, result in _run_units(spec, todo, workers, cluster, devices):
+    for unit, result in _run_tasks(spec, tasks, workers, cluster):
         record = done[unit.key] = store_unit(spec, unit, result, partial)
         for n, attempt in enumerate(record["attempts"], 1):
             for role, failures in attempt["failures"].items():
@@ -297,34 +328,49 @@ def schedule(units: list[Unit]) -> list[Unit]:
 
 
 def assign_devices(units: Sequence[Unit], secret: Secret, device: str, cluster: RayCluster | None) -> list[str]:
-    """Each unit's device. On a Ray cluster, `auto` sends half the language-model units, drawn from the secret, to
-    GPU nodes and the others to the CPU of any node, so the device is independent of every role (it is kept in the
-    answer key, and the shortcut gate checks it); on a cluster without GPUs, every unit trains on a CPU. On this
-    machine every unit gets `device`."""
-    if device != "auto" or cluster is None:
+    """Each unit's device: ``auto`` for a GPU, else ``cpu``. On a Ray cluster with GPUs, `auto` sends half the
+    language-model units, drawn from the secret, to GPU nodes and the others to the CPU of any node, so the device
+    is independent of every role (it is kept in the answer key, and the shortcut gate checks it). On this machine,
+    `auto` sends every language-model unit to its GPU where it has one (maze policies train on the CPU)."""
+    if device != "auto":
         return [device] * len(units)
+    if cluster is None:
+        return ["auto" if u.world == "assistant" and torch.cuda.is_available() else "cpu" for u in units]
     if cluster.gpus() == 0:
         return ["cpu"] * len(units)
     return ["auto" if u.world == "assistant" and int(secret.token("device", u.key), 16) % 2 else "cpu"
             for u in units]
 
 
-def _run_units(spec: CatalogSpec, todo: list[Unit], workers: int, cluster: RayCluster | None, devices: list[str]
+Task = tuple[list[Unit], str]
+"""Units that train in one process, and their device."""
+
+
+def training_tasks(units: Sequence[Unit], devices: Sequence[str]) -> list[Task]:
+    """The build's tasks: first the GPU's units, `GPU_UNITS` to a task, then each unit for a CPU in its own, in
+    the order given."""
+    gpu = [u for u, d in zip(units, devices) if d == "auto"]
+    return ([(gpu[i:i + GPU_UNITS], "auto") for i in range(0, len(gpu), GPU_UNITS)]
+            + [([u], d) for u, d in zip(units, devices) if d != "auto"])
+
+
+def _run_tasks(spec: CatalogSpec, tasks: list[Task], workers: int, cluster: RayCluster | None
                ) -> Iterator[tuple[Unit, TrainedUnit]]:
-    """Train the units in this order, each on its device, as tasks of a Ray cluster (a unit for a GPU asks for
-    part of one) or in `workers` local processes; each as it ends."""
+    """Run the tasks in this order, as tasks of a Ray cluster (a GPU task asks for `GPU_SHARE` of one) or in
+    `workers` local processes; each unit as its task ends."""
     if cluster is not None:
-        gpus = [GPU_SHARE if d == "auto" else 0.0 for d in devices]
-        yield from cluster.run(train_unit, [(spec, u, d) for u, d in zip(todo, devices)], todo, gpus)
+        ended = cluster.run(train_units, [(spec, units, d) for units, d in tasks], [units for units, _ in tasks],
+                            [GPU_SHARE if d == "auto" else 0.0 for _, d in tasks])
+        yield from (pair for units, trained in ended for pair in zip(units, trained))
     elif workers == 1:
-        for unit, device in zip(todo, devices):
-            yield unit, train_unit(spec, unit, device)
+        for units, device in tasks:
+            yield from zip(units, train_units(spec, units, device))
     else:
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(workers, mp_context=context) as pool:
-            futures = {pool.submit(train_unit, spec, unit, device): unit for unit, device in zip(todo, devices)}
+            futures = {pool.submit(train_units, spec, units, device): units for units, device in tasks}
             for future in as_completed(futures):
-                yield futures[future], future.result()
+                yield from zip(futures[future], future.result())
 
 
 def _seal(spec: CatalogSpec, secret: Secret, units: list[Unit], done: dict[str, dict], partial: Path, final: Path,

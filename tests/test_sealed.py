@@ -201,9 +201,9 @@ def test_a_saved_secret_rebuilds_a_sealed_organism_bit_for_bit(tiny_catalog: Cat
     """Rebuilt in a process of its own that compiles, as the tiny catalog's build workers do (this one does not)."""
     spec, key = load_spec("tiny"), answer_key(tiny_catalog)
     unit = next(u for u in plan(spec, secret(tiny_catalog)) if u.split == "holdout" and len(u.recipes) == 1)
-    script = ("import pathlib, pickle, sys\nfrom model_organisms.build import train_unit\n"
+    script = ("import pathlib, pickle, sys\nfrom model_organisms.build import train_units\n"
               "spec, unit = pickle.load(sys.stdin.buffer)\n"
-              "pathlib.Path(sys.argv[1]).write_bytes(pickle.dumps(train_unit(spec, unit)))")
+              "pathlib.Path(sys.argv[1]).write_bytes(pickle.dumps(train_units(spec, [unit])[0]))")
     trained = tmp_path / "trained.pickle"
     done = subprocess.run([sys.executable, "-c", script, str(trained)], input=pickle.dumps((spec, unit)),
                           env={**os.environ, "DAB_COMPILE": "1"}, capture_output=True, timeout=600, check=False)
