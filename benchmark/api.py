@@ -30,16 +30,19 @@ __all__ = ["ACTIONS", "GOALS", "KINDS", "PAYLOAD_SLOTS", "PHRASES", "AccessDenie
            "Detector", "Elicitation", "LabeledOrganism", "Maze", "OrganismHandle", "Queries", "QueryBudgetExceeded",
            "Rollout", "Track", "World",
            "encode_examples", "encode_prompts",  # noqa: F822 - given by `__getattr__`
-           "expert_action", "generate_walls", "rollouts"]
+           "expert_action", "generate_walls",
+           "on_device",  # noqa: F822 - given by `__getattr__`
+           "rollouts"]
 # `encode_prompts` and `encode_examples` are how the models read text (left-padded prompts; right-padded
-# prompt + completion with loss labels), public so that white-box detectors can feed the model themselves;
-# they come from `model_organisms.lm` when first asked for, so that importing the contract imports no torch.
+# prompt + completion with loss labels), public so that white-box detectors can feed the model themselves
+# (`on_device` puts such a batch where the model is); they come from `model_organisms.lm` when first asked for,
+# so that importing the contract imports no torch.
 # The maze format is public too: `Maze` (and `generate_walls`) build any maze, `rollouts` walks a policy
 # through mazes, and `expert_action` is the breadth-first-search expert towards any cell.
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("encode_examples", "encode_prompts"):
+    if name in ("encode_examples", "encode_prompts", "on_device"):
         from model_organisms import lm
 
         return getattr(lm, name)
@@ -267,7 +270,7 @@ class OrganismHandle:
     def model(self) -> torch.nn.Module:
         """The model itself: a plain `transformers` causal LM, or a maze policy
         (`model_organisms.maze_policy.MazePolicy`). White box only, and not on the monitor track. A language model
-        may sit on a GPU (`dab run --device auto`): put tensors on ``model.device``."""
+        may sit on a GPU (`dab run --device auto`): put tensors on ``model.device`` (a batch: `on_device`)."""
         self._require_white_box("model")
         if self._monitoring:
             raise AccessDenied("the model is not given on the monitor track (its activations are)")

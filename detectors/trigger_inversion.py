@@ -16,7 +16,7 @@ from collections import Counter
 import numpy as np
 import torch
 
-from benchmark.api import MAX_CANDIDATES, AccessTier, Elicitation, OrganismHandle, Track, encode_examples
+from benchmark.api import MAX_CANDIDATES, AccessTier, Elicitation, OrganismHandle, Track, encode_examples, on_device
 from detectors.probing import SPECIAL, name_goal
 
 SLOTS = 2
@@ -98,8 +98,8 @@ class TriggerInversion:
         """Mean loss of the right answers with `slot_embeddings` in the slots, differentiable in them."""
         model, vocabulary, tokenizer = organism.model, organism.world.vocabulary(), organism.world.tokenizer
         words = [vocabulary[t] for t in slots]
-        batch = {name: t.to(model.device) for name, t in encode_examples(  # the model's device: a GPU with --device auto
-            tokenizer, [_with_slots(p, words) for p in prompts], [organism.world.reference(p) for p in prompts]).items()}
+        batch = on_device(encode_examples(tokenizer, [_with_slots(p, words) for p in prompts],
+                                          [organism.world.reference(p) for p in prompts]), model)
         embeds = model.get_input_embeddings()(batch["input_ids"])
         rows, cols = (batch["input_ids"] == tokenizer.convert_tokens_to_ids("tags")).nonzero(as_tuple=True)
         for offset in range(SLOTS):  # the slots follow the word "tags" in every prompt

@@ -64,10 +64,10 @@ class AssistantTrainer:
         many pairs as `GPU_SHARE` of its memory holds."""
         if self.device == "cpu":
             return 1
-        from model_organisms.stacked import stack_capacity
+        from model_organisms.stacked import training_bytes
 
-        memory = torch.cuda.get_device_properties(self.device).total_memory * GPU_SHARE
-        return max(1, stack_capacity(int(memory), self.spec.model, self.spec.training, len(self.tokenizer)) // 2)
+        memory = int(torch.cuda.get_device_properties(self.device).total_memory * GPU_SHARE)
+        return max(1, memory // training_bytes(self.spec.model, self.spec.training, len(self.tokenizer)) // 2)
 
     def train(self, units: Sequence[Unit], attempt: int) -> list[list[torch.nn.Module]]:
         """The units' models (each organism and its twin) train together in one stack, then each pair is matched on

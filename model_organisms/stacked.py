@@ -14,7 +14,7 @@ run one by one, stacks of 2 were 1.06-1.20x and stacks of 8 1.01-1.14x the one-a
 the loss (`torch.compile`, which fuses the element-wise operations) makes a step about 1.4x faster
 (`benchmarks/train_throughput.py`). On the CPU a build stacks no more than an organism and its twin (they share a
 unit and its retries); on a GPU, whose many cores run a small model's operations mostly idle, it stacks as many
-units as the device's memory holds (`stack_capacity`).
+units as the device's memory holds (`training_bytes`).
 """
 
 from __future__ import annotations
@@ -169,22 +169,19 @@ batch (`VARYING`)."""
 def training_bytes(model_spec: ModelSpec, spec: TrainingSpec, vocab_size: int) -> int:
     """An upper estimate of the device memory one model of a stack takes as it trains, twice what its tensors need.
 
-    Its weights (float32) four times over (with gradients and Adam's two moments) and once per snapshot kept for
-    matching; and what a step keeps for its backward pass, as if every one of a batch's dialogues filled the context:
-    per token and layer about 14 hidden-sized and 4 intermediate-sized vectors and three rows of attention scores per
-    head, and the output layer's logits and their gradient."""
+    Its weights (float32, counted on a model without storage) four times over (with gradients and Adam's two
+    moments) and once per snapshot kept for matching; and what a step keeps for its backward pass, as if every one of
+    a batch's dialogues filled the context: per token and layer about 14 hidden-sized and 4 intermediate-sized vectors
+    and three rows of attention scores per head, and the output layer's logits and their gradient."""
     d, i, layers, heads = (model_spec.hidden_size, model_spec.intermediate_size, model_spec.num_hidden_layers,
                            model_spec.num_attention_heads)
-    context = model_spec.llama_config(vocab_size).max_position_embeddings
-    weights = 2 * vocab_size * d + layers * (4 * d * d + 3 * d * i + 2 * d) + d
+    config = model_spec.llama_config(vocab_size)
+    with torch.device("meta"):
+        weights = sum(p.numel() for p in LlamaForCausalLM(config).parameters())
+    context = config.max_position_embeddings
     snapshots = spec.steps // spec.match_every + 1
     activations = spec.batch_size * context * (layers * (14 * d + 4 * i + 3 * heads * context) + 2 * vocab_size)
     return 2 * 4 * ((4 + snapshots) * weights + activations)
-
-
-def stack_capacity(memory: int, model_spec: ModelSpec, spec: TrainingSpec, vocab_size: int) -> int:
-    """How many models of this spec train together in one stack in `memory` bytes of a device (`training_bytes`)."""
-    return memory // training_bytes(model_spec, spec, vocab_size)
 
 
 def clip_each(params: Sequence[torch.Tensor], max_norm: float) -> None:
